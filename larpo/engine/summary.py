@@ -1,0 +1,42 @@
+"""The end-of-run summary table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+COLUMNS = (
+    ("round", "round", "{:d}"),
+    ("greedy acc", "eval/greedy_accuracy", "{:.3f}"),
+    ("+-se", "eval/greedy_accuracy_se", "{:.3f}"),
+    ("pass@1", "eval/pass@1", "{:.3f}"),
+    ("pass@k", None, "{:.3f}"),
+    ("len", "eval/greedy_length", "{:.1f}"),
+    ("lists", "mine/lists", "{:d}"),
+    ("loss", "train/loss", "{:.4f}"),
+    ("pos logratio", "train/logratios/chosen", "{:+.3f}"),
+)
+
+
+def _cell(row: Mapping[str, Any], key: str | None, fmt: str) -> str:
+    if key is None:
+        passes = sorted((k for k in row if k.startswith("eval/pass@")), key=lambda k: int(k.split("@")[1]))
+        key = passes[-1] if passes else None
+    value = row.get(key) if key else None
+    if value is None:
+        return "-"
+    try:
+        return fmt.format(int(value) if "d}" in fmt else float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def format_summary(history: Sequence[Mapping[str, Any]]) -> str:
+    """Format per-round metrics as a fixed-width table."""
+    header = [name for name, _, _ in COLUMNS]
+    rows = [[_cell(row, key, fmt) for _, key, fmt in COLUMNS] for row in history]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""One registry per plugin kind: the single source of component names."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+KINDS = ("retriever", "reranker", "miner", "loss", "prompts")
+
+
+class RegistrationError(ValueError):
+    """A plugin tried to register an invalid or duplicate component."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered component: its name, factory, params model and owner."""
+
+    kind: str
+    name: str
+    factory: Callable[[Any], Any]
+    params_model: type[BaseModel]
+    summary: str
+    plugin: str
+    distribution: str
+    version: str
+
+
+class Registry:
+    """Components of one kind, keyed by name."""
+
+    def __init__(self, kind: str) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown plugin kind {kind!r}; expected one of {', '.join(KINDS)}")
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def add(
+        self,
+        name: str,
+        factory: Callable[[Any], Any],
+        params_model: type[BaseModel],
+        *,
+        summary: str = "",
+        plugin: str = "<python>",
+        distribution: str = "<python>",
+        version: str = "",
+    ) -> Entry:
+        """Validate and store one component, rejecting duplicate names."""
+        if not isinstance(name, str) or not name or name != name.strip():
+            raise RegistrationError(f"{self.kind} name {name!r} must be a non-empty string")
+        if not callable(factory):
+            raise RegistrationError(f"{self.kind} {name!r}: factory {factory!r} is not callable")
+        if not (isinstance(params_model, type) and issubclass(params_model, BaseModel)):
+            raise RegistrationError(
+                f"{self.kind} {name!r}: params model must be a pydantic BaseModel subclass, "
+                f"got {params_model!r}"
+            )
+        if params_model.model_config.get("extra") != "forbid":
+            raise RegistrationError(
+                f"{self.kind} {name!r}: params model {params_model.__name__} must set "
+                "model_config = ConfigDict(extra='forbid') so that misspelled keys are errors"
+            )
+        if name in self._entries:
+            owner = self._entries[name]
+            raise RegistrationError(
+                f"duplicate {self.kind} name {name!r}: registered by plugin {owner.plugin!r} "
+                f"({owner.distribution}) and again by plugin {plugin!r} ({distribution}). "
+                "Uninstall one of them or restrict loading with LARPO_PLUGINS."
+            )
+        entry = Entry(self.kind, name, factory, params_model, summary, plugin, distribution, version)
+        self._entries[name] = entry
+        return entry
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._entries[name] for name in self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def unknown_message(self, name: str) -> str:
+        """Build the error text for a name that is not registered."""
+        close = difflib.get_close_matches(name, self.names(), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        installed = ", ".join(self.names()) or "none"
+        return f"unknown {self.kind} plugin {name!r}.{hint} Installed {self.kind} plugins: {installed}"
+
+    def get(self, name: str) -> Entry:
+        if name not in self._entries:
+            raise KeyError(self.unknown_message(name))
+        return self._entries[name]
+
+    def build(self, name: str, params: dict[str, Any] | BaseModel | None = None) -> Any:
+        """Validate ``params`` against the component's params model and call its factory."""
+        entry = self.get(name)
+        if isinstance(params, entry.params_model):
+            validated = params
+        else:
+            raw = params.model_dump() if isinstance(params, BaseModel) else dict(params or {})
+            validated = entry.params_model.model_validate(raw)
+        return entry.factory(validated)
+
+
+class StrictParams(BaseModel):
+    """Base class for plugin params models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
