@@ -1,4 +1,4 @@
-"""The ``larpo`` command line: run, validate and plugins."""
+"""The ``larpo`` command line: run, validate, plugins and schema."""
 
 from __future__ import annotations
 
@@ -35,13 +35,27 @@ def make_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="Run iterative LarPO training from a spec.")
     _add_spec_arguments(run)
-    run.add_argument("--resume", action="store_true", help="Continue the run in output_dir at its first unfinished phase.")
+    run.add_argument(
+        "--resume", action="store_true", help="Continue the run in output_dir at its first unfinished phase."
+    )
 
     validate = commands.add_parser("validate", help="Check a spec (every error at once) without loading weights.")
     _add_spec_arguments(validate)
 
-    plugins = commands.add_parser("plugins", help="List installed plugins and their components.")
+    plugins = commands.add_parser("plugins", help="List installed plugins, their components and failures.")
     plugins.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    plugins.add_argument(
+        "--available",
+        action="store_true",
+        help="List the components in the plugin catalogue (registry/plugins.json) that are not installed.",
+    )
+
+    schema = commands.add_parser(
+        "schema", help="Print the JSON schema of the spec, including every installed plugin's params."
+    )
+    schema.add_argument(
+        "--plugin", metavar="NAME", help="Print only the schema of the components registered under NAME."
+    )
     return parser
 
 
@@ -53,15 +67,15 @@ def _resolve(args: argparse.Namespace) -> Any:
     return host, resolve_spec(args.spec, args.overrides, host.registries)
 
 
+def _print_failure_notes(host: Any) -> None:
+    for record in host.failed_plugins():
+        print(f"note: {record.failure_summary()}", file=sys.stderr)
+
+
 def _report_spec_error(error: Exception, host: Any | None = None) -> int:
     print(str(error), file=sys.stderr)
     if host is not None:
-        for record in host.failed_plugins():
-            print(
-                f"note: plugin {record.name!r} ({record.distribution} {record.version}) "
-                f"{record.status}: {record.error}",
-                file=sys.stderr,
-            )
+        _print_failure_notes(host)
     return EXIT_INVALID
 
 
@@ -101,41 +115,127 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_plugins(args: argparse.Namespace) -> int:
-    from larpo.plugins import get_host
-
-    host = get_host()
+def _plugin_rows(host: Any) -> list[dict[str, Any]]:
     rows = []
     for record in host.records.values():
+        components = []
+        for component in record.components:
+            kind, name = component.split(":", 1)
+            components.append({"kind": kind, "name": name, "summary": host.registries[kind].get(name).summary})
         rows.append(
             {
                 "name": record.name,
+                "kinds": record.kinds,
                 "distribution": record.distribution,
                 "version": record.version,
                 "entry_point": record.entry_point,
                 "status": record.status,
                 "error": record.error,
                 "hooks": record.hooks,
-                "components": record.components,
+                "components": components,
             }
         )
+    return rows
+
+
+def _print_installed(host: Any, rows: list[dict[str, Any]]) -> None:
+    print("Components:")
+    print(f"  {'KIND':<10} {'NAME':<16} {'PLUGIN':<16} {'DISTRIBUTION':<24} SUMMARY")
+    for kind, registry in host.registries.items():
+        for entry in registry:
+            source = f"{entry.distribution} {entry.version}".strip()
+            print(f"  {kind:<10} {entry.name:<16} {entry.plugin:<16} {source:<24} {entry.summary}")
+    print("Plugins:")
+    print(f"  {'NAME':<16} {'DISTRIBUTION':<24} {'STATUS':<18} HOOKS")
+    for row in rows:
+        source = f"{row['distribution']} {row['version']}".strip()
+        print(f"  {row['name']:<16} {source:<24} {row['status']:<18} {', '.join(row['hooks']) or '-'}")
+        if row["error"]:
+            print(f"  {'':<16} error: {row['error']}")
+
+
+def _available_rows(host: Any) -> list[dict[str, Any]]:
+    from larpo.plugins import load_catalogue
+
+    return [
+        item
+        for item in load_catalogue()
+        if item["kind"] in host.registries and item["name"] not in host.registries[item["kind"]]
+    ]
+
+
+def command_plugins(args: argparse.Namespace) -> int:
+    from larpo.plugins import get_host
+
+    host = get_host()
+    if args.available:
+        available = _available_rows(host)
+        if args.json:
+            print(json.dumps(available, indent=2))
+            return 0
+        if not available:
+            print("Every component in the plugin catalogue is installed.")
+        for item in available:
+            print(f"{item['kind']:<10} {item['name']:<16} pip install {item['distribution']:<24} {item['summary']}")
+        return 0
+    rows = _plugin_rows(host)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    for kind, registry in host.registries.items():
-        for entry in registry:
-            print(f"{kind:<10} {entry.name:<16} {entry.distribution} {entry.version}  {entry.summary}")
-    for record in host.failed_plugins():
-        print(f"FAILED     {record.name:<16} {record.distribution} {record.version}  {record.status}: {record.error}")
+    _print_installed(host, rows)
     return 0
 
 
-COMMANDS = {"run": command_run, "validate": command_validate, "plugins": command_plugins}
+def command_schema(args: argparse.Namespace) -> int:
+    from larpo.plugins import get_host
+    from larpo.spec import plugin_json_schema, spec_json_schema
+
+    host = get_host()
+    if args.plugin is None:
+        print(json.dumps(spec_json_schema(host.registries), indent=2))
+        return 0
+    try:
+        schema = plugin_json_schema(host.registries, args.plugin)
+    except KeyError as error:
+        print(f"error: {error.args[0]}", file=sys.stderr)
+        _print_failure_notes(host)
+        return EXIT_INVALID
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
+COMMANDS = {"run": command_run, "validate": command_validate, "plugins": command_plugins, "schema": command_schema}
+
+
+def _setup_command_logging(command: str) -> None:
+    """Send log lines to stderr, so that JSON on stdout stays parseable.
+
+    ``run`` routes logging through tqdm itself. Hook traces (LARPO_TRACE_PLUGINS=1)
+    are INFO lines, so tracing raises the level from WARNING to INFO.
+    """
+    from larpo.plugins import env_flag
+
+    if command == "run":
+        return
+    if not any(getattr(handler, "larpo_cli", False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.larpo_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if env_flag("LARPO_TRACE_PLUGINS") else logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from larpo.plugins import PluginError
+
     args = make_parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    _setup_command_logging(args.command)
+    try:
+        return COMMANDS[args.command](args)
+    except PluginError as error:
+        print(f"error: {error}", file=sys.stderr)
+        print("note: LARPO_STRICT_PLUGINS=1 makes plugin failures fatal; unset it to skip the plugin.", file=sys.stderr)
+        return EXIT_INVALID
 
 
 if __name__ == "__main__":

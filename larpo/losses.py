@@ -50,15 +50,21 @@ class ListwiseLoss(nn.Module):
         super().__init__()
         self.beta = beta
 
-    def scores(self, policy_logps: torch.Tensor, ref_logps: torch.Tensor | None) -> torch.Tensor:
-        """Return s = beta * (policy_logps - ref_logps), shape [B, K]."""
+    def scores(
+        self,
+        policy_logps: torch.Tensor,
+        ref_logps: torch.Tensor | None,
+        lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Return s = beta * (policy_logps - ref_logps), shape [B, K].
+
+        Reference-free losses override this (for example with a length-normalised score).
+        """
         if ref_logps is None:
-            if self.requires_reference:
-                raise ValueError(
-                    f"{type(self).__name__} needs ref_logps; pass the reference policy's "
-                    "log-probabilities or use a reference-free loss such as simpo"
-                )
-            return self.beta * policy_logps
+            raise ValueError(
+                f"{type(self).__name__} needs ref_logps; pass the reference policy's "
+                "log-probabilities or use a reference-free loss such as simpo"
+            )
         return self.beta * (policy_logps - ref_logps)
 
     def forward(
@@ -72,7 +78,9 @@ class ListwiseLoss(nn.Module):
     ) -> LossOutput:
         check_shapes(policy_logps, mask, ref_logps, rewards, lengths)
         mask = mask.bool()
-        scores = self.scores(policy_logps, ref_logps)
+        if not self.requires_reference:
+            ref_logps = None  # a reference-free loss never reads them, even when given
+        scores = self.scores(policy_logps, ref_logps, lengths)
         losses = self.list_losses(scores, mask, rewards=rewards, lengths=lengths, policy_logps=policy_logps)
         metrics = list_diagnostics(scores, mask, policy_logps, ref_logps, rewards)
         return LossOutput(losses=losses, metrics=metrics)
@@ -107,6 +115,16 @@ def check_shapes(
             )
 
 
+def per_token(policy_logps: torch.Tensor, lengths: torch.Tensor | None, owner: str) -> torch.Tensor:
+    """Return ``policy_logps / lengths`` ([B, K]); padded slots may have length 0, so it is clamped to 1."""
+    if lengths is None:
+        raise ValueError(
+            f"{owner} needs lengths (response token counts, [B, K]) to normalise log-probs per token; "
+            "pass lengths=..."
+        )
+    return policy_logps / lengths.to(policy_logps.dtype).clamp(min=1)
+
+
 def pair_mask(mask: torch.Tensor, rewards: torch.Tensor | None) -> torch.Tensor:
     """Return ``[B, K, K]`` bool: True where slot i is ranked strictly above slot j.
 
@@ -125,7 +143,7 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     count = mask.sum()
     if count == 0:
         return torch.zeros((), dtype=values.dtype, device=values.device)
-    return (values * mask).sum() / count
+    return torch.where(mask, values, torch.zeros_like(values)).sum() / count
 
 
 @torch.no_grad()
@@ -173,8 +191,8 @@ def get(name: str, **params: Any) -> ListwiseLoss:
     from larpo.plugins import registry
 
     loss = registry("loss").build(name, params)
-    if not isinstance(loss, nn.Module):
-        raise TypeError(f"loss plugin {name!r} returned {type(loss).__name__}, expected a torch.nn.Module")
+    if not isinstance(loss, ListwiseLoss):
+        raise TypeError(f"loss plugin {name!r} returned {type(loss).__name__}, expected a larpo.losses.ListwiseLoss")
     return loss
 
 

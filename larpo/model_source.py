@@ -62,10 +62,10 @@ def _convert_packaged(alias: str) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_name)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_name)
     # The weights are dequantised to fp32 on load, so the saved folder is a plain model.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.is_quantized = False
+    model.is_quantized = False  # type: ignore[assignment]
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)

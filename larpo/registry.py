@@ -38,6 +38,9 @@ class Registry:
             raise ValueError(f"unknown plugin kind {kind!r}; expected one of {', '.join(KINDS)}")
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        # Set by the plugin host: returns a sentence naming the failed plugin that should
+        # have provided a missing component, or None when no failed plugin matches.
+        self.failure_note: Callable[[str], str | None] | None = None
 
     def add(
         self,
@@ -57,8 +60,7 @@ class Registry:
             raise RegistrationError(f"{self.kind} {name!r}: factory {factory!r} is not callable")
         if not (isinstance(params_model, type) and issubclass(params_model, BaseModel)):
             raise RegistrationError(
-                f"{self.kind} {name!r}: params model must be a pydantic BaseModel subclass, "
-                f"got {params_model!r}"
+                f"{self.kind} {name!r}: params model must be a pydantic BaseModel subclass, got {params_model!r}"
             )
         if params_model.model_config.get("extra") != "forbid":
             raise RegistrationError(
@@ -76,6 +78,10 @@ class Registry:
         self._entries[name] = entry
         return entry
 
+    def remove(self, name: str) -> None:
+        """Withdraw a component, for example one registered by a plugin that later failed."""
+        self._entries.pop(name, None)
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 
@@ -89,11 +95,19 @@ class Registry:
         return len(self._entries)
 
     def unknown_message(self, name: str) -> str:
-        """Build the error text for a name that is not registered."""
+        """Build the error text for a name that is not registered.
+
+        When a plugin that failed to load matches the name, its failure comes first,
+        because a did-you-mean would point the reader at the wrong fix.
+        """
+        failure = self.failure_note(name) if self.failure_note is not None else None
         close = difflib.get_close_matches(name, self.names(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = f" Did you mean {close[0]!r}?" if close and failure is None else ""
         installed = ", ".join(self.names()) or "none"
-        return f"unknown {self.kind} plugin {name!r}.{hint} Installed {self.kind} plugins: {installed}"
+        message = f"unknown {self.kind} plugin {name!r}."
+        if failure:
+            message += f" {failure}"
+        return f"{message}{hint} Installed {self.kind} plugins: {installed}"
 
     def get(self, name: str) -> Entry:
         if name not in self._entries:

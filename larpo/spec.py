@@ -72,7 +72,8 @@ class RoundsSpec(_Strict):
 
     def temperature_at(self, round_index: int) -> float:
         if isinstance(self.temperature, list):
-            return self.temperature[min(round_index, len(self.temperature)) - 1]
+            # Round r (1-based) uses entry r - 1; rounds past the list keep its last value.
+            return self.temperature[min(max(round_index, 1), len(self.temperature)) - 1]
         return self.temperature
 
 
@@ -84,6 +85,10 @@ class OptimizationSpec(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float | None = Field(1.0, gt=0)
     precision: Literal["no", "bf16", "fp16"] = "no"
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute activations in the backward pass of the optimise phase: less memory, more compute.",
+    )
     lora: LoraSpec | None = Field(default_factory=LoraSpec, description="null for full fine-tuning.")
 
 
@@ -96,6 +101,9 @@ class ReferenceSpec(_Strict):
 class EvaluationSpec(_Strict):
     greedy: bool = True
     pass_k: int = Field(4, ge=0, description="Samples per held-out prompt for Pass@K; 0 disables.")
+    pass_k_rounds: Literal["all", "first-last"] = Field(
+        "all", description="Rounds that measure Pass@K: every round, or only round 0 and the last one."
+    )
     temperature: float = Field(1.0, gt=0)
     max_new_tokens: int | None = Field(None, ge=1, description="Defaults to rounds.max_new_tokens.")
     success_threshold: float = Field(1.0, description="A response with reward >= this counts as correct.")
@@ -185,9 +193,7 @@ def _model_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
             return []
         annotation = field.annotation
         candidates = [annotation, *getattr(annotation, "__args__", ())]
-        current = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
         if current is None:
             return []
     return list(getattr(current, "model_fields", {}))
@@ -226,9 +232,42 @@ def validate_spec(data: dict[str, Any], registries: dict[str, Registry]) -> Spec
         if not isinstance(raw, dict) or "plugin" not in raw:
             continue  # already reported by the top-level validation
         errors.extend(_check_component(field_name, raw, registries[kind]))
+    if spec is not None and not errors:
+        errors.extend(_check_reference(spec, registries["loss"]))
+        errors.extend(_check_positives(spec, registries))
     if errors or spec is None:
         raise SpecError(errors)
     return spec
+
+
+def _check_positives(spec: Spec, registries: dict[str, Registry]) -> list[tuple[str, str]]:
+    """Reject a miner and loss that disagree on how many leading slots are positives."""
+    miner = registries["miner"].get(spec.miner.plugin).params_model.model_validate(spec.miner.params())
+    loss = registries["loss"].get(spec.loss.plugin).params_model.model_validate(spec.loss.params())
+    mined = getattr(miner, "num_positives", None)
+    expected = getattr(loss, "num_positives", None)
+    if mined is None or expected is None or mined == expected:
+        return []
+    return [(
+        "loss.num_positives",
+        f"the loss treats {expected} leading slot(s) as positives but the miner puts {mined} "
+        f"positive(s) first; set loss.num_positives and miner.num_positives to the same value",
+    )]
+
+
+def _check_reference(spec: Spec, losses: Registry) -> list[tuple[str, str]]:
+    """Reject ``reference.mode: none`` with a loss that reads reference log-probs."""
+    if spec.reference.mode != "none":
+        return []
+    loss = losses.build(spec.loss.plugin, spec.loss.params())
+    if getattr(loss, "requires_reference", True):
+        return [(
+            "reference.mode",
+            f"'none' needs a reference-free loss, but loss {spec.loss.plugin!r} reads reference "
+            "log-probabilities. Use reference.mode 'round' or 'initial', or a reference-free loss "
+            "such as simpo.",
+        )]
+    return []
 
 
 def _check_component(field_name: str, raw: dict[str, Any], registry: Registry) -> list[tuple[str, str]]:
@@ -247,3 +286,79 @@ def _check_component(field_name: str, raw: dict[str, Any], registry: Registry) -
 def resolve_spec(path: str | Path, overrides: list[str], registries: dict[str, Registry]) -> Spec:
     """Load, override and validate a spec file."""
     return validate_spec(apply_overrides(load_yaml(path), overrides), registries)
+
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def component_options(
+    kind: str, registry: Registry, only: str | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Build one JSON schema per registered component of ``kind``: ``{plugin: const NAME}`` plus its params.
+
+    Returns the schemas and the ``$defs`` they reference, renamed ``KIND.NAME.MODEL``
+    so that two plugins' nested models never share a name. Checks written as pydantic
+    validators (for example the reasoning-gym task name) are not expressible here, so
+    ``larpo validate`` still accepts less than the schema does.
+    """
+    options: list[dict[str, Any]] = []
+    definitions: dict[str, Any] = {}
+    for entry in registry:
+        if only is not None and entry.name != only:
+            continue
+        prefix = f"{kind}.{entry.name}."
+        params = entry.params_model.model_json_schema(ref_template="#/$defs/" + prefix + "{model}")
+        for key, value in params.pop("$defs", {}).items():
+            definitions[prefix + key] = value
+        options.append({
+            "title": f"{kind} {entry.name}",
+            "description": entry.summary,
+            "type": "object",
+            "properties": {
+                "plugin": {"const": entry.name, "description": f"Registered {kind} name."},
+                **params.get("properties", {}),
+            },
+            "required": ["plugin", *params.get("required", [])],
+            "additionalProperties": False,
+            "x-larpo-distribution": f"{entry.distribution} {entry.version}".strip(),
+        })
+    return options, definitions
+
+
+def spec_json_schema(registries: dict[str, Registry]) -> dict[str, Any]:
+    """Return the JSON schema of the whole spec, each component field a ``oneOf`` over its plugins."""
+    schema = Spec.model_json_schema()
+    definitions = schema.setdefault("$defs", {})
+    definitions.pop("Component", None)
+    for field_name, kind in COMPONENT_FIELDS.items():
+        options, extra = component_options(kind, registries[kind])
+        definitions.update(extra)
+        definitions[f"{kind}-component"] = {
+            "title": f"{kind} component",
+            "description": f"A registered {kind} plugin and its params: {{plugin: NAME, ...params}}.",
+            "oneOf": options,
+        }
+        original = schema["properties"][field_name]
+        field_keywords = {key: original[key] for key in ("default", "description") if key in original}
+        schema["properties"][field_name] = {"$ref": f"#/$defs/{kind}-component", **field_keywords}
+    return {"$schema": JSON_SCHEMA_DIALECT, **schema}
+
+
+def plugin_json_schema(registries: dict[str, Registry], name: str) -> dict[str, Any]:
+    """Return the JSON schema of one plugin name, with one ``anyOf`` option per kind that registers it.
+
+    Raises ``KeyError`` with a did-you-mean when no kind registers ``name``.
+    """
+    options: list[dict[str, Any]] = []
+    definitions: dict[str, Any] = {}
+    for kind, registry in registries.items():
+        found, extra = component_options(kind, registry, only=name)
+        options += found
+        definitions.update(extra)
+    if not options:
+        every = sorted({entry_name for registry in registries.values() for entry_name in registry.names()})
+        raise KeyError(f"no plugin registers a component named {name!r}.{_suggest(name, every)}")
+    schema: dict[str, Any] = {"$schema": JSON_SCHEMA_DIALECT, "title": f"larpo plugin {name}", "anyOf": options}
+    if definitions:
+        schema["$defs"] = definitions
+    return schema

@@ -128,9 +128,7 @@ class Retriever(Protocol):
         """Draw ``num_samples`` responses per prompt; ``temperature == 0`` means greedy."""
         ...
 
-    def sequence_logps(
-        self, prompts: Sequence[Prompt], responses: Sequence[Sequence[int]]
-    ) -> torch.Tensor:
+    def sequence_logps(self, prompts: Sequence[Prompt], responses: Sequence[Sequence[int]]) -> torch.Tensor:
         """Return ``[N]`` sums of log p(response token | prompt, prefix) over response tokens.
 
         Gradients flow when grad mode is on.
@@ -167,5 +165,4 @@ class Miner(Protocol):
 
 @runtime_checkable
 class PromptSource(Protocol):
-    def load(self) -> PromptSplits:
-        ...
+    def load(self) -> PromptSplits: ...

@@ -44,6 +44,8 @@ def load_checkpoint(ctx: RunContext, round_index: int) -> None:
     # Tied embeddings are saved once, so the output head may be reported missing.
     real_missing = [k for k in missing if "lm_head" not in k]
     if real_missing or unexpected:
-        raise RuntimeError(f"checkpoint {folder} does not match the model: missing {real_missing[:5]}, unexpected {unexpected[:5]}")
+        raise RuntimeError(
+            f"checkpoint {folder} does not match the model: missing {real_missing[:5]}, unexpected {unexpected[:5]}"
+        )
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -59,5 +59,18 @@ class RunContext:
         return self.accelerator is None or self.accelerator.is_main_process
 
     @property
+    def process_index(self) -> int:
+        return 0 if self.accelerator is None else int(self.accelerator.process_index)
+
+    @property
+    def num_processes(self) -> int:
+        return 1 if self.accelerator is None else int(self.accelerator.num_processes)
+
+    def wait_for_everyone(self) -> None:
+        """Block until every process reaches this point (a no-op in a single process)."""
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
+
+    @property
     def uses_reference(self) -> bool:
         return self.reference.mode != "none" and self.loss.requires_reference

@@ -22,7 +22,9 @@ def pass_at(num_samples: int, num_correct: int, n: int) -> float:
     return 1.0 - comb(num_samples - num_correct, n) / comb(num_samples, n)
 
 
-def _responses(ctx: RunContext, prompts: Sequence[Prompt], samples: list[list[Any]], round_index: int, temperature: float) -> list[Candidate]:
+def _responses(
+    ctx: RunContext, prompts: Sequence[Prompt], samples: list[list[Any]], round_index: int, temperature: float
+) -> list[Candidate]:
     candidates = []
     for prompt, prompt_samples in zip(prompts, samples):
         for k, sample in enumerate(prompt_samples):
@@ -53,32 +55,47 @@ def run_evaluate(ctx: RunContext, round_index: int) -> dict[str, Any]:
     out_dir = ctx.round_dir(round_index)
 
     if settings.greedy:
-        samples = draw(ctx, prompts, num_samples=1, temperature=0.0, max_new_tokens=max_new_tokens,
-                       seed=ctx.phase_seed(round_index, "evaluate"), desc=f"round {round_index} eval greedy")
+        samples = draw(
+            ctx,
+            prompts,
+            num_samples=1,
+            temperature=0.0,
+            max_new_tokens=max_new_tokens,
+            seed=ctx.phase_seed(round_index, "evaluate"),
+            desc=f"round {round_index} eval greedy",
+        )
         greedy = _responses(ctx, prompts, samples, round_index, 0.0)
         statuses = run_rerank(ctx, greedy, desc=f"round {round_index} eval rerank")
-        correct = [float(c.reward) >= threshold for c in greedy]  # type: ignore[arg-type]
+        correct = [float(c.reward or 0.0) >= threshold for c in greedy]
         accuracy = sum(correct) / len(correct)
         metrics["eval/greedy_accuracy"] = accuracy
         metrics["eval/greedy_accuracy_se"] = (accuracy * (1 - accuracy) / len(correct)) ** 0.5
-        metrics["eval/greedy_reward"] = sum(float(c.reward) for c in greedy) / len(greedy)  # type: ignore[arg-type]
+        metrics["eval/greedy_reward"] = sum(float(c.reward or 0.0) for c in greedy) / len(greedy)
         metrics["eval/greedy_length"] = sum(c.num_tokens for c in greedy) / len(greedy)
         metrics["eval/greedy_invalid"] = sum(n for s, n in statuses.items() if s != STATUS_OK)
         write_jsonl(out_dir / "eval_greedy.jsonl", (c.to_dict() for c in greedy))
 
-    if settings.pass_k > 0:
+    first_or_last = round_index in (0, ctx.rounds.count)
+    if settings.pass_k > 0 and (settings.pass_k_rounds == "all" or first_or_last):
         k = settings.pass_k
-        samples = draw(ctx, prompts, num_samples=k, temperature=settings.temperature, max_new_tokens=max_new_tokens,
-                       seed=ctx.phase_seed(round_index, "evaluate") + 1, desc=f"round {round_index} eval pass@{k}")
+        samples = draw(
+            ctx,
+            prompts,
+            num_samples=k,
+            temperature=settings.temperature,
+            max_new_tokens=max_new_tokens,
+            seed=ctx.phase_seed(round_index, "evaluate") + 1,
+            desc=f"round {round_index} eval pass@{k}",
+        )
         sampled = _responses(ctx, prompts, samples, round_index, settings.temperature)
         run_rerank(ctx, sampled, desc=f"round {round_index} eval rerank")
         for n in range(1, k + 1):
             values = []
             for i in range(len(prompts)):
                 group = sampled[i * k : (i + 1) * k]
-                num_correct = sum(float(c.reward) >= threshold for c in group)  # type: ignore[arg-type]
+                num_correct = sum(float(c.reward or 0.0) >= threshold for c in group)
                 values.append(pass_at(k, num_correct, n))
             metrics[f"eval/pass@{n}"] = sum(values) / len(values)
-        metrics["eval/sample_reward"] = sum(float(c.reward) for c in sampled) / len(sampled)  # type: ignore[arg-type]
+        metrics["eval/sample_reward"] = sum(float(c.reward or 0.0) for c in sampled) / len(sampled)
         write_jsonl(out_dir / "eval_samples.jsonl", (c.to_dict() for c in sampled))
     return metrics

@@ -26,7 +26,7 @@ from larpo.engine.pool import build_pool, read_candidates
 from larpo.engine.reference import load_reference, run_reference
 from larpo.engine.rerank import run_rerank
 from larpo.engine.sample import run_sample
-from larpo.engine.summary import format_summary
+from larpo.engine.summary import accuracy_change, format_summary
 from larpo.losses import ListwiseLoss
 from larpo.spec import EvaluationSpec, OptimizationSpec, ReferenceSpec, RoundsSpec
 from larpo.types import Miner, PromptSplits, RankedList, Reranker, Retriever
@@ -137,7 +137,7 @@ class Engine:
                 "output_dir (for example --set output_dir=runs/new)."
             )
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
-        versions = {}
+        versions: dict[str, str | None] = {}
         for name in VERSIONED:
             try:
                 versions[name] = importlib.metadata.version(name)
@@ -151,11 +151,14 @@ class Engine:
             "status": "running",
         }
         write_json(self.manifest_path, self.manifest)
-        write_jsonl(ctx.run_dir / "prompts.jsonl", (
-            {**p.to_dict(), "split": split}
-            for split, prompts in (("train", ctx.prompts.train), ("heldout", ctx.prompts.heldout))
-            for p in prompts
-        ))
+        write_jsonl(
+            ctx.run_dir / "prompts.jsonl",
+            (
+                {**p.to_dict(), "split": split}
+                for split, prompts in (("train", ctx.prompts.train), ("heldout", ctx.prompts.heldout))
+                for p in prompts
+            ),
+        )
 
     def _done(self, round_index: int, phase: str) -> bool:
         return self.manifest["phases"].get(f"{round_index}/{phase}") == "done"
@@ -198,6 +201,9 @@ class Engine:
         history = list(read_jsonl(ctx.run_dir / "metrics.jsonl"))
         if ctx.is_main_process:
             logger.info("run finished: %s\n%s", ctx.run_dir, format_summary(history))
+            change = accuracy_change(history)
+            if change:
+                logger.info(change)
         return history
 
     def _finish_round_metrics(self, round_index: int, metrics: dict[str, Any], started: float) -> None:

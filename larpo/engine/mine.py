@@ -26,10 +26,15 @@ def run_mine(ctx: RunContext, pools: Mapping[str, Sequence[Candidate]]) -> Minin
 
 
 def reward_quantiles(result: MiningResult) -> dict[str, Any]:
-    """Quantiles (10/50/90) of positive rewards, negative rewards and per-list margins."""
-    positives = [r.rewards[0] for r in result.lists]
-    negatives = [x for r in result.lists for x in r.rewards[1:]]
-    margins = [r.rewards[0] - r.rewards[-1] for r in result.lists]
+    """Quantiles (10/50/90) of positive rewards, negative rewards and per-list margins.
+
+    The first ``report["positives_per_list"]`` slots of each list (default 1) are its
+    positives. A list's margin is its lowest positive reward minus its highest negative reward.
+    """
+    count = int(result.report.get("positives_per_list", 1))
+    positives = [x for r in result.lists for x in r.rewards[:count]]
+    negatives = [x for r in result.lists for x in r.rewards[count:]]
+    margins = [min(r.rewards[:count]) - max(r.rewards[count:]) for r in result.lists if len(r.rewards) > count]
     report: dict[str, Any] = {}
     for name, values in (("positive", positives), ("negative", negatives), ("margin", margins)):
         if values:
@@ -43,6 +48,9 @@ def log_report(round_index: int, report: Mapping[str, Any]) -> None:
     width = max(len(key) for key in report) if report else 0
     lines = [f"  {key:<{width}}  {value}" for key, value in report.items()]
     logger.info("round %d mining report:\n%s", round_index, "\n".join(lines))
+    hint = report.get("hint")
+    if hint:
+        logger.warning("round %d: %s", round_index, hint)
     if report.get("lists", 0) == 0:
         logger.warning(
             "round %d: no training lists survived mining. Raise rounds.samples_per_prompt or "

@@ -1,7 +1,7 @@
-"""Pool phase: this round's candidates join earlier rounds' (memorization) and are grouped by prompt.
+"""Pool phase: this round's candidates join earlier rounds' (memorization), grouped by prompt.
 
 Each round's scored candidates are stored in ``round-NNN/candidates.jsonl``. The pool
-of round r is read back from those files, so memory holds one round's pool at a time.
+of round r is read back from those files, so memory contains one round's pool at a time.
 """
 
 from __future__ import annotations
@@ -20,11 +20,20 @@ def pool_rounds(round_index: int, memorization: str) -> list[int]:
         return [round_index]
     if memorization == "previous":
         return [r for r in (round_index - 1, round_index) if r >= 1]
-    return list(range(1, round_index + 1))
+    if memorization == "all":
+        return list(range(1, round_index + 1))
+    raise ValueError(f"unknown memorization {memorization!r}; expected none, previous or all")
 
 
 def read_candidates(ctx: RunContext, round_index: int) -> Iterator[Candidate]:
-    for row in read_jsonl(ctx.round_dir(round_index) / "candidates.jsonl"):
+    """Yield the candidates stored in ``round-NNN/candidates.jsonl``, in sampling order."""
+    path = ctx.round_dir(round_index) / "candidates.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"candidates of round {round_index} not found: {path}. The pool needs every round that "
+            "rounds.memorization selects; restore the file or start a new run."
+        )
+    for row in read_jsonl(path):
         yield Candidate.from_dict(row)
 
 

@@ -30,17 +30,17 @@ def collate_ids(lists: Sequence[RankedList]) -> tuple[list[list[str]], torch.Ten
 @torch.no_grad()
 def score_items(
     ctx: RunContext,
-    items: Sequence[Candidate],
+    items: Sequence[tuple[str, Candidate]],
     desc: str,
 ) -> torch.Tensor:
-    """Return ``[N]`` sequence log-probs of ``items`` under the current model, in micro-batches."""
+    """Return ``[N]`` sequence log-probs of (prompt id, response) pairs under the current model."""
     out = torch.zeros(len(items), dtype=torch.float32)
     step = ctx.optimization.micro_batch_size
     bar = tqdm(total=len(items), desc=desc, unit="response", disable=not ctx.is_main_process, leave=False)
     for start in range(0, len(items), step):
         chunk = items[start : start + step]
-        prompts = [ctx.prompts_by_id[c.prompt_id] for c in chunk]
-        logps = ctx.retriever.sequence_logps(prompts, [c.token_ids for c in chunk])
+        prompts = [ctx.prompts_by_id[prompt_id] for prompt_id, _ in chunk]
+        logps = ctx.retriever.sequence_logps(prompts, [c.token_ids for _, c in chunk])
         out[start : start + len(chunk)] = logps.float().cpu()
         bar.update(len(chunk))
     bar.close()
@@ -70,7 +70,8 @@ def run_reference(
 ) -> torch.Tensor:
     """Compute and cache ``[L, K]`` reference log-probs (0 in padded slots)."""
     ids, mask = collate_ids(lists)
-    flat = [by_id[cid] for row in ids for cid in row]
+    # Each item is scored under its list's prompt, as in the optimise phase.
+    flat = [(ranked.prompt_id, by_id[cid]) for ranked, row in zip(lists, ids) for cid in row]
     if ctx.reference.mode == "initial" and round_index > 1:
         with initial_policy(ctx):
             values = score_items(ctx, flat, desc=f"round {round_index} reference")

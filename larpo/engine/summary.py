@@ -40,3 +40,23 @@ def format_summary(history: Sequence[Mapping[str, Any]]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
     return "\n".join(lines)
+
+
+def accuracy_change(history: Sequence[Mapping[str, Any]]) -> str | None:
+    """Describe the change in held-out greedy accuracy from round 0 to the last round.
+
+    The standard error of the difference is sqrt(se_0^2 + se_last^2), treating the two
+    evaluations as independent samples.
+    """
+    rows = [row for row in history if "eval/greedy_accuracy" in row]
+    if len(rows) < 2:
+        return None
+    first, last = rows[0], rows[-1]
+    change = last["eval/greedy_accuracy"] - first["eval/greedy_accuracy"]
+    error = (first["eval/greedy_accuracy_se"] ** 2 + last["eval/greedy_accuracy_se"] ** 2) ** 0.5
+    ratio = change / error if error > 0 else float("inf") if change > 0 else 0.0
+    return (
+        f"held-out greedy accuracy {first['eval/greedy_accuracy']:.3f} -> {last['eval/greedy_accuracy']:.3f} "
+        f"(round {first['round']} -> {last['round']}): change {change:+.3f}, "
+        f"{ratio:+.2f} standard errors of the difference"
+    )

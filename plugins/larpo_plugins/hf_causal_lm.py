@@ -36,9 +36,7 @@ class HFCausalLMParams(StrictParams):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: str = Field("auto", description="auto (cuda if available), cpu, cuda, cuda:1, ...")
     generation_batch_size: int = Field(16, ge=1, description="Prompts per generate call.")
-    system_prompt: str | None = Field(
-        None, description="System message; null keeps the chat template's default."
-    )
+    system_prompt: str | None = Field(None, description="System message; null keeps the chat template's default.")
     trust_remote_code: bool = False
 
 
@@ -49,9 +47,7 @@ class HFCausalLM:
         self.params = params
         path = resolve_model(params.model)
         tokenizer_path = resolve_model(params.tokenizer) if params.tokenizer else path
-        self.tokenizer = AutoTokenizer.from_pretrained(
-            tokenizer_path, trust_remote_code=params.trust_remote_code
-        )
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, trust_remote_code=params.trust_remote_code)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model: torch.nn.Module = AutoModelForCausalLM.from_pretrained(
@@ -105,23 +101,29 @@ class HFCausalLM:
 
     # -- sampling -------------------------------------------------------------
 
-    def generation_config(self, *, num_samples: int, temperature: float, top_p: float, max_new_tokens: int) -> GenerationConfig:
-        greedy = temperature == 0
-        return GenerationConfig(
-            do_sample=not greedy,
-            temperature=None if greedy else temperature,
-            top_p=None if greedy else top_p,
-            top_k=None,
-            repetition_penalty=None,
-            num_return_sequences=num_samples,
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=0,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id,
-            bos_token_id=self.tokenizer.bos_token_id,
-            return_dict_in_generate=True,
-            output_logits=True,
-        )
+    def generation_config(
+        self, *, num_samples: int, temperature: float, top_p: float, max_new_tokens: int
+    ) -> GenerationConfig:
+        """Build the full sampling configuration from the spec's values."""
+        settings: dict[str, Any] = {
+            "num_return_sequences": num_samples,
+            "max_new_tokens": max_new_tokens,
+            "min_new_tokens": 0,
+            "repetition_penalty": 1.0,
+            "no_repeat_ngram_size": 0,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.tokenizer.eos_token_id,
+            "bos_token_id": self.tokenizer.bos_token_id,
+            "return_dict_in_generate": True,
+            "output_logits": True,
+        }
+        if temperature == 0:
+            settings["do_sample"] = False
+        else:
+            # Neutral values, not None: transformers fills None fields from the model's
+            # bundled generation_config, which would silently change the sampler.
+            settings.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0, min_p=0.0, typical_p=1.0)
+        return GenerationConfig(**settings)
 
     @torch.no_grad()
     def sample(
@@ -208,7 +210,8 @@ class HFCausalLM:
 
         device = self.device
         logits = self.model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
-        logits = logits[:, :-1].float()  # (N, T - 1, V)
+        # Log-softmax in at least fp32 (fp64 stays fp64 for exact gradient checks).
+        logits = logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32))  # (N, T - 1, V)
         targets = input_ids[:, 1:].to(device)  # (N, T - 1)
         token_logps = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         mask = response_mask[:, 1:].to(device)

@@ -61,7 +61,9 @@ class ReasoningGymPrompts:
 
         params = self.params
         wanted = params.train_size + params.heldout_size
-        dataset = reasoning_gym.create_dataset(params.task, size=params.max_draws, seed=params.seed, **params.task_params)
+        dataset = reasoning_gym.create_dataset(
+            params.task, size=params.max_draws, seed=params.seed, **params.task_params
+        )
         seen: set[str] = set()
         prompts: list[Prompt] = []
         for index, entry in enumerate(dataset):
@@ -69,7 +71,12 @@ class ReasoningGymPrompts:
                 continue
             seen.add(entry["question"])
             text = entry["question"] + (f" {params.instruction}" if params.instruction else "")
-            metadata = {"task": params.task, "answer": entry["answer"], "entry": _plain(entry)}
+            metadata = {
+                "task": params.task,
+                "task_params": dict(params.task_params),
+                "answer": entry["answer"],
+                "entry": _plain(entry),
+            }
             prompts.append(Prompt(id=f"{params.task}-{index}", text=text, metadata=metadata))
             if len(prompts) == wanted:
                 break
@@ -109,7 +116,7 @@ class ReasoningGymReranker:
 
     def __init__(self, params: ReasoningGymRerankerParams) -> None:
         self.params = params
-        self._datasets: dict[str, Any] = {}
+        self._datasets: dict[tuple[str, str], Any] = {}
 
     def extract_answer(self, text: str, gold: str) -> str | None:
         mode = self.params.extract
@@ -124,12 +131,14 @@ class ReasoningGymReranker:
             return numbers[-1] if numbers else None
         return text.strip() or None
 
-    def _scorer(self, task: str) -> Any:
-        if task not in self._datasets:
+    def _scorer(self, task: str, task_params: dict[str, Any]) -> Any:
+        """Return a dataset of ``task`` whose ``score_answer`` checks answers (cached per config)."""
+        key = (task, repr(sorted(task_params.items())))
+        if key not in self._datasets:
             import reasoning_gym
 
-            self._datasets[task] = reasoning_gym.create_dataset(task, size=1, seed=0)
-        return self._datasets[task]
+            self._datasets[key] = reasoning_gym.create_dataset(task, size=1, seed=0, **task_params)
+        return self._datasets[key]
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[Candidate]) -> list[Score]:
         if len(prompts) != len(responses):
@@ -153,7 +162,8 @@ class ReasoningGymReranker:
         answer = self.extract_answer(response.text, str(entry["answer"]))
         if answer is None:
             return Score(self.params.invalid_reward, STATUS_UNPARSABLE)
-        reward = float(self._scorer(prompt.metadata["task"]).score_answer(answer, entry))
+        scorer = self._scorer(prompt.metadata["task"], dict(prompt.metadata.get("task_params", {})))
+        reward = float(scorer.score_answer(answer, entry))
         status = STATUS_OK if response.finished else STATUS_TRUNCATED
         return Score(reward, status)
 
