@@ -162,7 +162,7 @@ def run_larpo(path: str, num_negatives: int, threshold: float, cross_prompt: int
 
 def run_sentence_transformers(path: str, num_negatives: int, threshold: float, cache: str) -> dict[str, Any]:
     from datasets import Dataset
-    from larpo_plugins.faiss_miner import packaged_model_path
+    from larpo_plugins.embedding_index import packaged_model_path
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import mine_hard_negatives
 
@@ -215,7 +215,8 @@ def in_fresh_process(function, *args):
 
 def measure_recall(vectors: np.ndarray, queries: int, seed: int) -> list[dict[str, Any]]:
     """Recall@10 of HNSW and IVF (larpo's default settings) against IndexFlatIP."""
-    from larpo_plugins.faiss_miner import FaissMinerParams, VectorIndex
+    from larpo_plugins.embedding_index import VectorIndex
+    from larpo_plugins.faiss_miner import FaissMinerParams
 
     rng = np.random.default_rng(seed)
     query = vectors[rng.choice(len(vectors), size=min(queries, len(vectors)), replace=False)]

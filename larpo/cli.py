@@ -1,4 +1,4 @@
-"""The ``larpo`` command line: run, validate, plugins and schema."""
+"""The ``larpo`` command line: run, validate, plugins, schema and eval-reranker."""
 
 from __future__ import annotations
 
@@ -56,6 +56,16 @@ def make_parser() -> argparse.ArgumentParser:
     schema.add_argument(
         "--plugin", metavar="NAME", help="Print only the schema of the components registered under NAME."
     )
+
+    eval_reranker = commands.add_parser(
+        "eval-reranker", help="Report the pairwise accuracy of a spec's reranker on labelled preference pairs."
+    )
+    eval_reranker.add_argument("pairs", help="JSONL file with prompt, better and worse keys per row.")
+    eval_reranker.add_argument("--spec", required=True, help="Spec whose reranker is evaluated.")
+    eval_reranker.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="Override a spec value."
+    )
+    eval_reranker.add_argument("--json", action="store_true", help="Print JSON instead of a summary line.")
     return parser
 
 
@@ -204,7 +214,83 @@ def command_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": command_run, "validate": command_validate, "plugins": command_plugins, "schema": command_schema}
+PAIR_KEYS = ("prompt", "better", "worse")
+EVAL_CHUNK_PAIRS = 32
+
+
+def _load_pairs(path: str) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            missing = [key for key in PAIR_KEYS if not isinstance(row.get(key), str)]
+            if missing:
+                raise ValueError(f"{path}:{number}: missing or non-string keys {', '.join(missing)}")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path} contains no pairs")
+    return rows
+
+
+def pairwise_accuracy(reranker: Any, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Score each row's better and worse response; a pair is correct when better scores strictly higher.
+
+    A row's optional ``metadata`` object becomes the prompt's metadata (for example a reference answer).
+    """
+    from collections import Counter
+
+    from larpo.types import Candidate, Prompt
+
+    correct = ties = 0
+    statuses: Counter[str] = Counter()
+    for start in range(0, len(rows), EVAL_CHUNK_PAIRS):
+        chunk = rows[start : start + EVAL_CHUNK_PAIRS]
+        prompts, responses = [], []
+        for index, row in enumerate(chunk, start=start):
+            prompt = Prompt(id=f"pair-{index}", text=row["prompt"], metadata=dict(row.get("metadata", {})))
+            for label in ("better", "worse"):
+                prompts.append(prompt)
+                responses.append(Candidate(f"pair-{index}-{label}", prompt.id, row[label], [], True, 0.0, 0, 0.0))
+        scores = reranker.score(prompts, responses)
+        for better, worse in zip(scores[0::2], scores[1::2]):
+            correct += better.reward > worse.reward
+            ties += better.reward == worse.reward
+            statuses.update([better.status, worse.status])
+    return {"pairs": len(rows), "correct": correct, "ties": ties, "accuracy": correct / len(rows), "statuses": statuses}
+
+
+def command_eval_reranker(args: argparse.Namespace) -> int:
+    from larpo.plugins import get_host
+    from larpo.spec import SpecError, resolve_spec
+
+    host = get_host()
+    try:
+        spec = resolve_spec(args.spec, args.overrides, host.registries)
+        rows = _load_pairs(args.pairs)
+    except (SpecError, ValueError, OSError) as error:
+        return _report_spec_error(error, host)
+    reranker = host.registries["reranker"].build(spec.reranker.plugin, spec.reranker.params())
+    result = pairwise_accuracy(reranker, rows)
+    result.update(reranker=spec.reranker.plugin, statuses=dict(result["statuses"]))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{spec.reranker.plugin}: pairwise accuracy {result['accuracy']:.3f} "
+            f"({result['correct']}/{result['pairs']} correct, {result['ties']} ties) on {args.pairs}"
+        )
+    return 0
+
+
+COMMANDS = {
+    "run": command_run,
+    "validate": command_validate,
+    "plugins": command_plugins,
+    "schema": command_schema,
+    "eval-reranker": command_eval_reranker,
+}
 
 
 def _setup_command_logging(command: str) -> None:

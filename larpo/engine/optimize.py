@@ -16,6 +16,7 @@ lists divided by their number, the gradient of one process running the whole ste
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -125,8 +126,12 @@ def wrap_for_training(ctx: RunContext) -> torch.nn.Module:
         )
     device_ids = [accelerator.device.index] if accelerator.device.type == "cuda" else None
     # The model's buffers (rotary frequencies) never change, and ranks may run different
-    # numbers of forward passes per step, so buffers are not broadcast on each forward.
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    # numbers of forward passes per step, so buffers are not synchronised on each forward.
+    # torch 2.13 renamed broadcast_buffers to forward_sync_buffers.
+    ddp = torch.nn.parallel.DistributedDataParallel
+    if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters:
+        return ddp(model, device_ids=device_ids, forward_sync_buffers=False)
+    return ddp(model, device_ids=device_ids, broadcast_buffers=False)
 
 
 @contextmanager
