@@ -52,7 +52,7 @@ def read_status_kib(field: str) -> int:
 
 
 def reset_peak_rss() -> None:
-    """Reset VmHWM to the current RSS (Linux 4.0 or later)."""
+    """Reset VmHWM to the current RSS (Linux only)."""
     Path("/proc/self/clear_refs").write_text("5")
 
 

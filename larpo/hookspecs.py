@@ -114,6 +114,7 @@ def larpo_register_prompt_sources(register: Any) -> None:
 # host's). Every implementation is called and return values are ignored. Arguments
 # are the engine's own objects: implementations must treat them as read-only.
 # A resumed run does not fire the hooks of phases that finished before the resume.
+# With several processes (accelerate launch) the hooks fire on the main process only.
 # ---------------------------------------------------------------------------
 
 

@@ -62,7 +62,7 @@ class PluginError(RuntimeError):
 
 @dataclass
 class PluginRecord:
-    """What larpo knows about one loaded (or failed) plugin."""
+    """Record of one loaded (or failed) plugin: its origin, status, hooks and components."""
 
     name: str
     distribution: str

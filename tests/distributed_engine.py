@@ -36,9 +36,9 @@ def main(run_dir: Path) -> None:
         prompts=make_prompts(train=4, heldout=2),
         run_dir=run_dir,
         rounds=RoundsSpec(count=1, samples_per_prompt=4, max_new_tokens=6, temperature=1.5),
-        # 4 lists of 3 responses, 3 lists per step: step 1 gives rank 0 two lists (two
-        # micro-batches) and rank 1 one list; step 2 has one list, so rank 1 runs the
-        # zero-weight pass.
+        # 4 lists of up to 3 responses make steps of 3 lists and 1 list. In step 1 rank 0
+        # gets two lists (two micro-batches) and rank 1 one list. Step 2 has one list, so
+        # rank 1 runs the zero-weight pass.
         optimization=OptimizationSpec(lr=1e-2, epochs=2, batch_size=9, micro_batch_size=3, lora=LoraSpec(r=4, alpha=8)),
         evaluation=EvaluationSpec(pass_k=0),
         seed=11,

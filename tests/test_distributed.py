@@ -21,8 +21,8 @@ SCRIPT = Path(__file__).with_name("distributed_engine.py")
 # differ only in the order of additions (one accumulated sum against two partial sums
 # added by all-reduce), so gradients differ by float32 rounding (about 1e-7 relative).
 # AdamW turns each gradient into an update of about lr (1e-2) per step, so after 4 steps
-# the weights may differ by a few float32 ulps (3.7e-8 measured); 1e-6 leaves room for
-# that and is 10,000 times smaller than one update, which a lost or doubled list causes.
+# the weights may differ by a few float32 ulps (3.7e-8 measured). 1e-6 leaves room for
+# that. It is also 10,000 times smaller than one update, so a lost or doubled list fails.
 WEIGHT_ATOL = 1e-6
 # AdamW hides a constant gradient scale, so the step log's gradient norms and losses are
 # compared as well: a wrong loss normalisation changes them by a factor.
@@ -98,6 +98,7 @@ def test_two_processes_match_one(tmp_path):
     single_log = list(read_jsonl(single_dir / "round-001" / "train_log.jsonl"))
     double_log = list(read_jsonl(double_dir / "round-001" / "train_log.jsonl"))
     assert [row["lists"] for row in single_log] == [row["lists"] for row in double_log] == [3.0, 1.0, 3.0, 1.0]
-    for one, two in zip(single_log, double_log):
-        assert two["loss"] == pytest.approx(one["loss"], rel=LOG_RTOL), one["step"]
-        assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=LOG_RTOL), one["step"]
+    for single_row, double_row in zip(single_log, double_log):
+        step = single_row["step"]
+        assert double_row["loss"] == pytest.approx(single_row["loss"], rel=LOG_RTOL), step
+        assert double_row["grad_norm"] == pytest.approx(single_row["grad_norm"], rel=LOG_RTOL), step

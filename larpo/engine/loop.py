@@ -7,9 +7,9 @@ phase seeds its own randomness from (seed, round, phase), so a resumed phase rep
 exactly what the killed one would have done.
 
 With several processes (``accelerate launch``) the main process alone runs sample,
-rerank, pool, mine, reference and evaluate and writes every file; the other processes
-wait at a barrier and then read the files. All processes run the optimise phase, each
-on its share of every step's lists (see :mod:`larpo.engine.optimize`).
+rerank, pool, mine, reference and evaluate, and it alone writes files. The other
+processes wait at a barrier and then read the files. All processes run the optimise
+phase, each on its share of every step's lists (see :mod:`larpo.engine.optimize`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ VERSIONED = ("larpo", "torch", "transformers", "peft", "accelerate", "pluggy", "
 
 
 class RunDirError(RuntimeError):
-    """The output directory holds another run, or a resumed run has no manifest."""
+    """The output directory contains another run, or a resumed run has no manifest."""
 
 
 class Engine:
@@ -54,6 +54,10 @@ class Engine:
         engine = Engine(retriever=..., reranker=..., miner=..., loss=..., prompts=splits,
                         run_dir="runs/demo", rounds=RoundsSpec(count=2))
         metrics = engine.run()
+
+    ``accelerator`` is an optional ``accelerate.Accelerator`` (for example one with a
+    longer process-group timeout); by default the engine creates one with the spec's
+    mixed precision.
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class Engine:
         seed: int = 0,
         hook: Any = None,
         spec: dict[str, Any] | None = None,
+        accelerator: Any = None,
     ) -> None:
         from accelerate import Accelerator
 
@@ -96,7 +101,18 @@ class Engine:
                 "log-probabilities; use reference.mode 'round' or a reference-free loss"
             )
         precision = self.ctx.optimization.precision
-        self.ctx.accelerator = Accelerator(mixed_precision=precision)
+        if accelerator is None:
+            accelerator = Accelerator(mixed_precision=precision)
+        elif accelerator.mixed_precision != precision:
+            raise ValueError(
+                f"the accelerator's mixed_precision is {accelerator.mixed_precision!r} but "
+                f"optimization.precision is {precision!r}; create the Accelerator with mixed_precision={precision!r}"
+            )
+        # NOTE: the other processes wait at a barrier while the main process samples, scores
+        # and evaluates, and that wait counts against the process group's timeout (30 minutes
+        # for gloo in torch 2.13; NCCL has a separate default). For long main-only phases
+        # pass an Accelerator built with InitProcessGroupKwargs(timeout=...).
+        self.ctx.accelerator = accelerator
         self.spec = spec or {}
         self.manifest_path = self.ctx.run_dir / "manifest.json"
         self.manifest: dict[str, Any] = {}
@@ -149,7 +165,7 @@ class Engine:
             raise RunDirError(f"cannot resume: no manifest.json in {ctx.run_dir}. Start the run without --resume.")
         if not resume and exists:
             raise RunDirError(
-                f"{ctx.run_dir} already holds a run. Resume it with --resume, or choose a new "
+                f"{ctx.run_dir} already contains a run. Resume it with --resume, or choose a new "
                 "output_dir (for example --set output_dir=runs/new)."
             )
         ctx.wait_for_everyone()

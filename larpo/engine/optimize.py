@@ -127,7 +127,7 @@ def wrap_for_training(ctx: RunContext) -> torch.nn.Module:
     device_ids = [accelerator.device.index] if accelerator.device.type == "cuda" else None
     # The model's buffers (rotary frequencies) never change, and ranks may run different
     # numbers of forward passes per step, so buffers are not synchronised on each forward.
-    # torch 2.13 renamed broadcast_buffers to forward_sync_buffers.
+    # torch 2.13 deprecates broadcast_buffers in favour of forward_sync_buffers.
     ddp = torch.nn.parallel.DistributedDataParallel
     if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters:
         return ddp(model, device_ids=device_ids, forward_sync_buffers=False)

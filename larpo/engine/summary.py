@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,7 +55,11 @@ def accuracy_change(history: Sequence[Mapping[str, Any]]) -> str | None:
     first, last = rows[0], rows[-1]
     change = last["eval/greedy_accuracy"] - first["eval/greedy_accuracy"]
     error = (first["eval/greedy_accuracy_se"] ** 2 + last["eval/greedy_accuracy_se"] ** 2) ** 0.5
-    ratio = change / error if error > 0 else float("inf") if change > 0 else 0.0
+    if error > 0:
+        ratio = change / error
+    else:
+        # Both accuracies are 0 or 1, so the standard error is 0 and only the sign is meaningful.
+        ratio = math.copysign(math.inf, change) if change else 0.0
     return (
         f"held-out greedy accuracy {first['eval/greedy_accuracy']:.3f} -> {last['eval/greedy_accuracy']:.3f} "
         f"(round {first['round']} -> {last['round']}): change {change:+.3f}, "
