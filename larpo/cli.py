@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from larpo import __version__
@@ -66,6 +68,8 @@ def make_parser() -> argparse.ArgumentParser:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="Override a spec value."
     )
     eval_reranker.add_argument("--json", action="store_true", help="Print JSON instead of a summary line.")
+    _add_checkpoint_parsers(commands)
+    _add_report_parser(commands)
     return parser
 
 
@@ -284,12 +288,266 @@ def command_eval_reranker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_checkpoint_parsers(commands: Any) -> None:
+    """Add the ``eval`` and ``generate`` subcommands, which use a trained policy."""
+    evaluate = commands.add_parser(
+        "eval", help="Evaluate a round's checkpoint on the spec's held-out prompts and print the metrics as JSON."
+    )
+    evaluate.add_argument("checkpoint", help="A round's checkpoint/ folder (LoRA adapter or full weights).")
+    evaluate.add_argument("--spec", required=True, help="Spec whose retriever, data, reranker and evaluation are used.")
+    evaluate.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="Override a spec value."
+    )
+    evaluate.add_argument("--output", metavar="FILE", help="Also write the metrics as JSON to FILE.")
+    evaluate.add_argument(
+        "--responses-dir",
+        metavar="DIR",
+        help="Keep eval_greedy.jsonl and eval_samples.jsonl in DIR (by default they are discarded).",
+    )
+
+    generate = commands.add_parser(
+        "generate", help="Sample N responses per prompt, rerank them and print the best one (best-of-N)."
+    )
+    generate.add_argument("--spec", required=True, help="Spec whose retriever and reranker are used.")
+    generate.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="Override a spec value."
+    )
+    generate.add_argument(
+        "--checkpoint", metavar="DIR", help="A round's checkpoint/ folder to load into the retriever."
+    )
+    generate.add_argument("--best-of", type=int, required=True, metavar="N", help="Responses sampled per prompt.")
+    prompt_source = generate.add_mutually_exclusive_group()
+    prompt_source.add_argument(
+        "--prompt", action="append", default=[], metavar="TEXT", help="A prompt text (repeatable)."
+    )
+    prompt_source.add_argument(
+        "--prompts",
+        metavar="FILE",
+        help="JSONL file with a text key and optional id and metadata keys per row. "
+        "Without --prompt or --prompts, the spec's held-out prompts are used.",
+    )
+    generate.add_argument("--temperature", type=float, default=1.0, help="Sampling temperature (default 1.0).")
+    generate.add_argument(
+        "--max-new-tokens",
+        type=int,
+        metavar="M",
+        help="Maximum response length in tokens (default: evaluation.max_new_tokens, else rounds.max_new_tokens).",
+    )
+    generate.add_argument("--seed", type=int, help="Sampling seed (default: the spec's seed).")
+
+
+def _checkpoint_context(spec: Any, host: Any, run_dir: Path, prompts: Any = None) -> Any:
+    """Build a run context from the spec's components for work outside a run (no accelerator)."""
+    from larpo.build import build_component
+    from larpo.engine.context import RunContext
+
+    if prompts is None:
+        prompts = build_component(host, "data", spec).load()
+    return RunContext(
+        retriever=build_component(host, "retriever", spec),
+        reranker=build_component(host, "reranker", spec),
+        miner=build_component(host, "miner", spec),
+        loss=build_component(host, "loss", spec),
+        prompts=prompts,
+        rounds=spec.rounds,
+        optimization=spec.optimization,
+        reference=spec.reference,
+        evaluation=spec.evaluation,
+        run_dir=run_dir,
+        seed=spec.seed,
+        hook=host.hook,
+    )
+
+
+def _checkpoint_round(folder: Path) -> int | None:
+    """Return NNN for a folder RUN_DIR/round-NNN/checkpoint, else None."""
+    match = re.fullmatch(r"round-(\d+)", folder.parent.name)
+    return int(match.group(1)) if match and folder.name == "checkpoint" else None
+
+
+def command_eval(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from larpo.engine.evaluate import load_policy, run_evaluate
+    from larpo.plugins import get_host
+    from larpo.spec import SpecError, resolve_spec
+
+    host = get_host()
+    try:
+        spec = resolve_spec(args.spec, args.overrides, host.registries)
+    except SpecError as error:
+        return _report_spec_error(error, host)
+    folder = Path(args.checkpoint)
+    if not folder.is_dir():
+        print(f"error: checkpoint folder {folder} not found; pass a round's checkpoint/ folder", file=sys.stderr)
+        return EXIT_INVALID
+
+    # Inside a run folder, the round's seeds, round 0's greedy responses (win rate) and the
+    # saved initial weights (KL of full fine-tuning) are those of the run. Nothing is written there.
+    round_index = _checkpoint_round(folder)
+    run_dir = folder.parent.parent if round_index is not None else None
+    with tempfile.TemporaryDirectory(prefix="larpo-eval-") as scratch:
+        ctx = _checkpoint_context(spec, host, run_dir or Path(scratch))
+        load_policy(ctx.retriever, folder)
+        # A checkpoint evaluation always measures Pass@K, whatever the value of pass_k_rounds.
+        ctx.evaluation = ctx.evaluation.model_copy(update={"pass_k_rounds": "all"})
+        out_dir = Path(args.responses_dir) if args.responses_dir else Path(scratch)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        baseline = run_dir / "round-000" / "eval_greedy.jsonl" if run_dir is not None else None
+        metrics = run_evaluate(ctx, round_index or 0, out_dir=out_dir, baseline_greedy=baseline)
+    metrics["checkpoint"] = str(folder)
+    text = json.dumps(metrics, indent=2)
+    print(text)
+    if args.output:
+        from larpo.atomic import write_json
+
+        write_json(Path(args.output), metrics)
+    return 0
+
+
+def _read_generate_prompts(args: argparse.Namespace) -> list[Any] | None:
+    """Return the prompts given on the command line or in --prompts, or None when neither is given."""
+    from larpo.types import Prompt
+
+    if args.prompt:
+        return [Prompt(id=f"prompt-{index}", text=text) for index, text in enumerate(args.prompt)]
+    if not args.prompts:
+        return None
+    prompts = []
+    with open(args.prompts, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if not isinstance(row.get("text"), str):
+                raise ValueError(f"{args.prompts}:{number}: missing or non-string key text")
+            prompt_id = str(row.get("id", f"prompt-{number}"))
+            prompts.append(Prompt(id=prompt_id, text=row["text"], metadata=dict(row.get("metadata", {}))))
+    if not prompts:
+        raise ValueError(f"{args.prompts} contains no prompts")
+    return prompts
+
+
+def best_of_n(
+    ctx: Any, prompts: Sequence[Any], n: int, temperature: float, max_new_tokens: int, seed: int
+) -> list[dict[str, Any]]:
+    """Sample ``n`` responses per prompt, score them with the reranker and return the best per prompt.
+
+    Ties keep the earliest sample. Each row lists every sample's reward, in sampling order.
+    """
+    from larpo.engine.rerank import run_rerank
+    from larpo.engine.sample import draw
+    from larpo.types import Candidate
+
+    samples = draw(
+        ctx, prompts, num_samples=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, desc="generate"
+    )
+    groups = []
+    for prompt, prompt_samples in zip(prompts, samples):
+        group = [
+            Candidate(
+                id=f"{prompt.id}/generate/{k}",
+                prompt_id=prompt.id,
+                text=sample.text,
+                token_ids=list(sample.token_ids),
+                finished=sample.finished,
+                behaviour_logps=sample.behaviour_logps,
+                round_index=0,
+                temperature=temperature,
+            )
+            for k, sample in enumerate(prompt_samples)
+        ]
+        groups.append(group)
+    run_rerank(ctx, [c for group in groups for c in group], desc="generate rerank")
+
+    rows = []
+    for prompt, group in zip(prompts, groups):
+        rewards = [float(c.reward or 0.0) for c in group]
+        best = group[rewards.index(max(rewards))]
+        rows.append(
+            {
+                "prompt_id": prompt.id,
+                "prompt": prompt.text,
+                "response": best.text,
+                "reward": best.reward,
+                "status": best.status,
+                "rewards": rewards,
+            }
+        )
+    return rows
+
+
+def command_generate(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from larpo.build import build_component
+    from larpo.engine.evaluate import load_policy
+    from larpo.plugins import get_host
+    from larpo.spec import SpecError, resolve_spec
+    from larpo.types import PromptSplits
+
+    host = get_host()
+    try:
+        spec = resolve_spec(args.spec, args.overrides, host.registries)
+        prompts = _read_generate_prompts(args)
+    except (SpecError, ValueError, OSError) as error:
+        return _report_spec_error(error, host)
+    if args.best_of < 1:
+        print(f"error: --best-of must be at least 1, got {args.best_of}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.temperature < 0 or (args.temperature == 0 and args.best_of > 1):
+        print(
+            f"error: --temperature {args.temperature} is invalid with --best-of {args.best_of}; greedy decoding "
+            "(temperature 0) draws one response, so use a positive temperature or --best-of 1",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    if prompts is None:
+        # Rerankers such as reasoning-gym need the prompt metadata that the spec's data source provides.
+        prompts = build_component(host, "data", spec).load().heldout
+    max_new_tokens = args.max_new_tokens or spec.evaluation.max_new_tokens or spec.rounds.max_new_tokens
+    seed = spec.seed if args.seed is None else args.seed
+
+    with tempfile.TemporaryDirectory(prefix="larpo-generate-") as scratch:
+        ctx = _checkpoint_context(spec, host, Path(scratch), PromptSplits(train=[], heldout=list(prompts)))
+        if args.checkpoint:
+            load_policy(ctx.retriever, Path(args.checkpoint))
+        rows = best_of_n(ctx, prompts, args.best_of, args.temperature, max_new_tokens, seed)
+    for row in rows:
+        print(json.dumps(row))
+    return 0
+
+
+def _add_report_parser(commands: Any) -> None:
+    report = commands.add_parser("report", help="Write PNG plots and a self-contained HTML page for a run directory.")
+    report.add_argument("run_dir", help="Run directory (the output_dir of larpo run).")
+    report.add_argument(
+        "--output", metavar="DIR", help="Folder for the plots and report.html (default RUN_DIR/report)."
+    )
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from larpo.report import write_report
+
+    try:
+        written = write_report(args.run_dir, args.output)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    for path in written:
+        print(path)
+    return 0
+
+
 COMMANDS = {
     "run": command_run,
     "validate": command_validate,
     "plugins": command_plugins,
     "schema": command_schema,
     "eval-reranker": command_eval_reranker,
+    "eval": command_eval,
+    "generate": command_generate,
+    "report": command_report,
 }
 
 

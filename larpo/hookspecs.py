@@ -108,6 +108,20 @@ def larpo_register_prompt_sources(register: Any) -> None:
     """
 
 
+@hookspec
+def larpo_register_loggers(register: Any) -> None:
+    """Register metric loggers, which specs list under ``loggers``.
+
+    Fires once per plugin when plugins load, before any spec is validated.
+
+    :param register: the callback described above; factories return a plugin object
+        whose lifecycle hook implementations (for example :func:`larpo_metrics` and
+        :func:`larpo_optimizer_step`) receive the run's metrics. ``build_engine``
+        registers each built logger with the plugin host, so those hooks fire.
+    :return: ignored; register components through ``register``.
+    """
+
+
 # ---------------------------------------------------------------------------
 # Lifecycle: called by the engine during a run, in the order below, through the
 # hook relay of the engine's ``hook`` argument (``build_engine`` passes the plugin

@@ -41,6 +41,7 @@ REGISTER_HOOKS = {
     "miner": "larpo_register_miners",
     "loss": "larpo_register_losses",
     "prompts": "larpo_register_prompt_sources",
+    "logger": "larpo_register_loggers",
 }
 
 # The catalogue of known plugins. It exists in a source checkout only: an installed

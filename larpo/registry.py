@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-KINDS = ("retriever", "reranker", "miner", "loss", "prompts")
+KINDS = ("retriever", "reranker", "miner", "loss", "prompts", "logger")
 
 
 class RegistrationError(ValueError):

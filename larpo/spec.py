@@ -24,6 +24,11 @@ COMPONENT_FIELDS = {
     "loss": "loss",
 }
 
+# Spec fields that hold a list of components, each ``{plugin: NAME, ...params}``.
+COMPONENT_LIST_FIELDS = {
+    "loggers": "logger",
+}
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -119,6 +124,9 @@ class Spec(_Strict):
     optimization: OptimizationSpec = Field(default_factory=OptimizationSpec)
     reference: ReferenceSpec = Field(default_factory=ReferenceSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    loggers: list[Component] = Field(
+        default_factory=list, description="Metric loggers that receive every round's and step's metrics."
+    )
     output_dir: str = "runs/larpo"
     seed: int = 0
 
@@ -232,6 +240,7 @@ def validate_spec(data: dict[str, Any], registries: dict[str, Registry]) -> Spec
         if not isinstance(raw, dict) or "plugin" not in raw:
             continue  # already reported by the top-level validation
         errors.extend(_check_component(field_name, raw, registries[kind]))
+    errors.extend(_check_component_lists(data, spec, registries))
     if spec is not None and not errors:
         errors.extend(_check_reference(spec, registries["loss"]))
         errors.extend(_check_positives(spec, registries))
@@ -283,6 +292,24 @@ def _check_component(field_name: str, raw: dict[str, Any], registry: Registry) -
     return []
 
 
+def _check_component_lists(
+    data: dict[str, Any], spec: Spec | None, registries: dict[str, Registry]
+) -> list[tuple[str, str]]:
+    """Check each item of the component-list fields; paths read ``loggers.0.log_dir``."""
+    errors: list[tuple[str, str]] = []
+    for field_name, kind in COMPONENT_LIST_FIELDS.items():
+        if spec is not None:
+            items: Any = [item.model_dump() for item in getattr(spec, field_name)]
+        else:
+            items = data.get(field_name)
+        if not isinstance(items, list):
+            continue  # missing (the default) or already reported by the top-level validation
+        for index, raw in enumerate(items):
+            if isinstance(raw, dict) and "plugin" in raw:
+                errors.extend(_check_component(f"{field_name}.{index}", raw, registries[kind]))
+    return errors
+
+
 def resolve_spec(path: str | Path, overrides: list[str], registries: dict[str, Registry]) -> Spec:
     """Load, override and validate a spec file."""
     return validate_spec(apply_overrides(load_yaml(path), overrides), registries)
@@ -325,22 +352,33 @@ def component_options(
     return options, definitions
 
 
+def _component_definition(kind: str, registry: Registry, definitions: dict[str, Any]) -> dict[str, str]:
+    """Add the ``oneOf`` definition of one kind's components to ``definitions``; return a ``$ref`` to it."""
+    options, extra = component_options(kind, registry)
+    definitions.update(extra)
+    definitions[f"{kind}-component"] = {
+        "title": f"{kind} component",
+        "description": f"A registered {kind} plugin and its params: {{plugin: NAME, ...params}}.",
+        "oneOf": options,
+    }
+    return {"$ref": f"#/$defs/{kind}-component"}
+
+
 def spec_json_schema(registries: dict[str, Registry]) -> dict[str, Any]:
     """Return the JSON schema of the whole spec, each component field a ``oneOf`` over its plugins."""
     schema = Spec.model_json_schema()
     definitions = schema.setdefault("$defs", {})
     definitions.pop("Component", None)
     for field_name, kind in COMPONENT_FIELDS.items():
-        options, extra = component_options(kind, registries[kind])
-        definitions.update(extra)
-        definitions[f"{kind}-component"] = {
-            "title": f"{kind} component",
-            "description": f"A registered {kind} plugin and its params: {{plugin: NAME, ...params}}.",
-            "oneOf": options,
-        }
+        reference = _component_definition(kind, registries[kind], definitions)
         original = schema["properties"][field_name]
         field_keywords = {key: original[key] for key in ("default", "description") if key in original}
-        schema["properties"][field_name] = {"$ref": f"#/$defs/{kind}-component", **field_keywords}
+        schema["properties"][field_name] = {**reference, **field_keywords}
+    for field_name, kind in COMPONENT_LIST_FIELDS.items():
+        reference = _component_definition(kind, registries[kind], definitions)
+        original = schema["properties"][field_name]
+        field_keywords = {key: original[key] for key in ("default", "description") if key in original}
+        schema["properties"][field_name] = {"type": "array", "items": reference, **field_keywords}
     return {"$schema": JSON_SCHEMA_DIALECT, **schema}
 
 

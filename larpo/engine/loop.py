@@ -32,6 +32,7 @@ from larpo.engine.pool import build_pool, read_candidates
 from larpo.engine.reference import load_reference, run_reference
 from larpo.engine.rerank import run_rerank
 from larpo.engine.sample import run_sample
+from larpo.engine.setup import prepare_policy
 from larpo.engine.summary import accuracy_change, format_summary
 from larpo.losses import ListwiseLoss
 from larpo.spec import EvaluationSpec, OptimizationSpec, ReferenceSpec, RoundsSpec
@@ -123,38 +124,8 @@ class Engine:
     def _prepare_model(self) -> None:
         if self._prepared:
             return
-        ctx = self.ctx
-        accelerator = ctx.accelerator
-        if ctx.num_processes > 1 and accelerator.device.type != "cpu":
-            # One device per process: accelerate sets it from LOCAL_RANK.
-            ctx.retriever.model.to(accelerator.device)
-        torch.manual_seed(ctx.seed)  # LoRA's A matrices are drawn here, identically on every rank
-        settings = ctx.optimization
-        lora = settings.lora
-        if settings.gradient_checkpointing:
-            enable_gradient_checkpointing(ctx.retriever.model)
-        if lora is not None:
-            from peft import LoraConfig, get_peft_model
-
-            config = LoraConfig(
-                r=lora.r,
-                lora_alpha=lora.alpha,
-                lora_dropout=lora.dropout,
-                target_modules=lora.target_modules,
-                task_type="CAUSAL_LM",
-            )
-            ctx.retriever.model = get_peft_model(ctx.retriever.model, config)
-            if settings.gradient_checkpointing:
-                # The frozen embeddings output no grad; checkpointed blocks still need one.
-                ctx.retriever.model.enable_input_require_grads()
-        elif ctx.reference.mode == "initial" and ctx.is_main_process:
-            from larpo.atomic import save_tensors
-
-            initial = ctx.run_dir / "initial-weights.safetensors"
-            if not initial.exists():
-                state = {k: v.detach().contiguous() for k, v in ctx.retriever.model.state_dict().items()}
-                save_tensors(initial, _untie(state))
-        ctx.wait_for_everyone()
+        prepare_policy(self.ctx)
+        self.ctx.wait_for_everyone()
         self._prepared = True
 
     def _open_run_dir(self, resume: bool) -> None:
@@ -395,25 +366,3 @@ class Engine:
         by_id = {c.id: c for pool in pools.values() for c in pool}
         ref = load_reference(ctx, round_index) if ctx.uses_reference and lists else None
         return lists, by_id, ref
-
-
-def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
-    """Turn on activation checkpointing of a transformers model (non-reentrant, which DDP supports)."""
-    enable = getattr(model, "gradient_checkpointing_enable", None)
-    if enable is None:
-        raise ValueError(
-            f"optimization.gradient_checkpointing is true but {type(model).__name__} has no "
-            "gradient_checkpointing_enable method; use a transformers model or set it to false"
-        )
-    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Clone tensors that share storage (tied embeddings), which safetensors refuses to save."""
-    seen: dict[int, str] = {}
-    out = {}
-    for key, tensor in state.items():
-        pointer = tensor.data_ptr()
-        out[key] = tensor.clone() if pointer in seen else tensor
-        seen.setdefault(pointer, key)
-    return out

@@ -38,7 +38,12 @@ def read_candidates(ctx: RunContext, round_index: int) -> Iterator[Candidate]:
 
 
 def build_pool(ctx: RunContext, round_index: int) -> dict[str, list[Candidate]]:
-    """Group the pool's candidates by prompt, in round then sampling order."""
+    """Group the pool's candidates by prompt, in round then sampling order.
+
+    NOTE: the returned pool is held in memory for the mine phase, so with
+    ``memorization: all`` its size grows with the number of rounds (nothing is kept
+    between rounds, but a round's pool is not streamed prompt by prompt).
+    """
     pools: dict[str, list[Candidate]] = defaultdict(list)
     seen: set[str] = set()
     for source_round in pool_rounds(round_index, ctx.rounds.memorization):
