@@ -63,28 +63,6 @@ def load_tokenizer() -> Any:
     return _tokenizer
 
 
-def make_tiny_model(tokenizer: Any) -> Any:
-    """Build a random 2-layer Llama with SmolLM2's vocabulary (the tests' tiny model)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
 class ChecksumReranker:
     """Rewards a response by the sum of its token ids modulo 3: arbitrary, spread and deterministic."""
 
@@ -158,6 +136,7 @@ def child_main(run_dir: str, resume: bool, kill_at: str | None) -> None:
     from larpo.engine import Engine
     from larpo.plugins import registry
     from larpo.spec import EvaluationSpec, LoraSpec, OptimizationSpec, RoundsSpec
+    from larpo.testing import make_tiny_model
     from larpo.types import Prompt, PromptSplits
 
     torch.set_num_threads(1)

@@ -1,9 +1,13 @@
-"""Shared fixtures: the real SmolLM2 tokenizer and a tiny random Llama built on it."""
+"""Shared fixtures: the real SmolLM2 tokenizer and a tiny random Llama built on it.
+
+``make_tiny_model`` is re-exported from :mod:`larpo.testing` for the test modules.
+"""
 
 from __future__ import annotations
 
 import pytest
-import torch
+
+from larpo.testing import make_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -21,26 +25,6 @@ def tokenizer(smollm2_path):
     return AutoTokenizer.from_pretrained(smollm2_path)
 
 
-def make_tiny_model(tokenizer, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
 @pytest.fixture()
 def tiny_model(tokenizer):
     return make_tiny_model(tokenizer)
@@ -53,3 +37,6 @@ def tiny_retriever(tiny_model, tokenizer):
 
     factory = registry("retriever").get("hf-causal-lm").factory
     return factory.from_objects(tiny_model, tokenizer)
+
+
+__all__ = ["make_tiny_model"]

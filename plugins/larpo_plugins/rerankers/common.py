@@ -120,3 +120,20 @@ def chat_text(tokenizer: Any, messages: list[dict[str, str]], *, add_generation_
         return None
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
     return str(text)
+
+
+def load_frozen_model(auto_class: Any, params: Any) -> tuple[Any, Any]:
+    """Load ``params.model`` with ``auto_class`` and its tokenizer, on ``params.device``.
+
+    ``params`` needs the fields model, tokenizer, dtype, device and trust_remote_code.
+    """
+    from transformers import AutoTokenizer
+
+    from larpo.model_source import resolve_model
+
+    path = resolve_model(params.model)
+    tokenizer_path = resolve_model(params.tokenizer) if params.tokenizer else path
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, trust_remote_code=params.trust_remote_code)
+    model = auto_class.from_pretrained(path, dtype=DTYPES[params.dtype], trust_remote_code=params.trust_remote_code)
+    model.to(resolve_device(params.device))
+    return model, tokenizer

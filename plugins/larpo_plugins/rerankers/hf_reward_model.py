@@ -18,19 +18,17 @@ from typing import Any, Literal
 
 import torch
 from pydantic import Field
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification
 
 from larpo import hookimpl
-from larpo.model_source import resolve_model
 from larpo.types import Score
 from larpo_plugins.rerankers.common import (
-    DTYPES,
     CachedReranker,
     Pair,
     RerankerParams,
     batched,
     chat_text,
-    resolve_device,
+    load_frozen_model,
 )
 
 NAME = "hf-reward-model"
@@ -56,13 +54,7 @@ class HFRewardModel(CachedReranker):
     def __init__(self, params: HFRewardModelParams) -> None:
         super().__init__(params)
         self.params: HFRewardModelParams = params
-        path = resolve_model(params.model)
-        tokenizer_path = resolve_model(params.tokenizer) if params.tokenizer else path
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, trust_remote_code=params.trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, dtype=DTYPES[params.dtype], trust_remote_code=params.trust_remote_code
-        )
-        model.to(resolve_device(params.device))
+        model, tokenizer = load_frozen_model(AutoModelForSequenceClassification, params)
         self._attach(model, tokenizer)
 
     @classmethod

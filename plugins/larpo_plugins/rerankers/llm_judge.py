@@ -13,19 +13,17 @@ from typing import Any, Literal
 
 import torch
 from pydantic import Field, field_validator
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from larpo import hookimpl
-from larpo.model_source import resolve_model
 from larpo.types import Score
 from larpo_plugins.rerankers.common import (
-    DTYPES,
     CachedReranker,
     Pair,
     RerankerParams,
     batched,
     chat_text,
-    resolve_device,
+    load_frozen_model,
 )
 
 NAME = "llm-judge"
@@ -72,13 +70,7 @@ class LLMJudge(CachedReranker):
     def __init__(self, params: LLMJudgeParams) -> None:
         super().__init__(params)
         self.params: LLMJudgeParams = params
-        path = resolve_model(params.model)
-        tokenizer_path = resolve_model(params.tokenizer) if params.tokenizer else path
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, trust_remote_code=params.trust_remote_code)
-        model: torch.nn.Module = AutoModelForCausalLM.from_pretrained(
-            path, dtype=DTYPES[params.dtype], trust_remote_code=params.trust_remote_code
-        )
-        model.to(resolve_device(params.device))
+        model, tokenizer = load_frozen_model(AutoModelForCausalLM, params)
         self._attach(model, tokenizer)
 
     @classmethod
