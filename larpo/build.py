@@ -21,8 +21,8 @@ def build_loggers(host: PluginHost, spec: Spec) -> list[Any]:
     Their lifecycle hook implementations then fire through ``host.hook``. The loggers of
     the previous ``build_loggers`` call on the same host are unregistered first.
 
-    NOTE: so only the most recently built engine of a host has loggers; build engines
-    with loggers one at a time, each run after it is built.
+    NOTE: only the most recently built engine of a host has loggers. Build and run
+    engines that use loggers one at a time.
     """
     for previous in getattr(host, "built_loggers", []):
         if host.pm.is_registered(previous):

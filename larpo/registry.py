@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 KINDS = ("retriever", "reranker", "miner", "loss", "prompts", "logger")
 
@@ -129,3 +130,50 @@ class StrictParams(BaseModel):
     """Base class for plugin params models: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def field_error(error_type: str, message: str, loc: tuple[Any, ...], value: Any) -> InitErrorDetails:
+    """Build one pydantic error detail whose message is shown as written."""
+    # The message goes through the context so that braces in it are not read as fields.
+    return {"type": PydanticCustomError(error_type, "{message}", {"message": message}), "loc": loc, "input": value}
+
+
+def nested_component_errors(
+    registry: Registry,
+    component: Mapping[str, Any],
+    *,
+    loc: tuple[Any, ...] = (),
+    own_keys: Sequence[str] = ("plugin",),
+) -> list[InitErrorDetails]:
+    """Validate a nested ``{plugin: NAME, ...params}`` against NAME's params model.
+
+    Plugins that wrap other components (a weighted loss, an ensemble reranker) use this
+    in their own params validators, so nested mistakes are reported with their path
+    (``loc`` prefixes every error) and a did-you-mean. ``own_keys`` are keys the wrapper
+    reads itself (such as a weight), which are not passed to the nested params model.
+    """
+    name = component.get("plugin")
+    if name is None:
+        message = f"this component has no 'plugin' key; name a {registry.kind}, one of: {', '.join(registry.names())}"
+        return [field_error("missing_plugin", message, (*loc, "plugin"), dict(component))]
+    if not isinstance(name, str) or name not in registry:
+        return [field_error("unknown_plugin", registry.unknown_message(str(name)), (*loc, "plugin"), name)]
+    entry = registry.get(name)
+    valid_keys = [*own_keys, *entry.params_model.model_fields]
+    params = {key: value for key, value in component.items() if key not in own_keys}
+    try:
+        entry.params_model.model_validate(params)
+    except ValidationError as error:
+        details: list[InitErrorDetails] = []
+        for item in error.errors():
+            item_loc = (*loc, *item["loc"])
+            if item["type"] == "extra_forbidden":
+                key = str(item["loc"][-1])
+                close = difflib.get_close_matches(key, valid_keys, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                message = f"unknown key {key!r} for {registry.kind} {name!r}.{hint} Valid keys: {', '.join(valid_keys)}"
+                details.append(field_error("unknown_key", message, item_loc, item["input"]))
+            else:
+                details.append(field_error("invalid_param", item["msg"], item_loc, item["input"]))
+        return details
+    return []

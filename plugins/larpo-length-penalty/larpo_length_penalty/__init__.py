@@ -10,23 +10,17 @@ status of the base reranker is kept, so invalid responses are still counted as s
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails
 
 from larpo import hookimpl
-from larpo.registry import StrictParams
+from larpo.registry import StrictParams, nested_component_errors
 from larpo.types import Candidate, Prompt, Reranker, Score
 
 NAME = "length-penalty"
-
-
-def _error(error_type: str, message: str, loc: tuple[Any, ...], value: Any) -> InitErrorDetails:
-    # The message goes through the context so that braces in it are not read as fields.
-    return {"type": PydanticCustomError(error_type, "{message}", {"message": message}), "loc": loc, "input": value}
 
 
 def _base_errors(base: dict[str, Any]) -> list[InitErrorDetails]:
@@ -35,29 +29,7 @@ def _base_errors(base: dict[str, Any]) -> list[InitErrorDetails]:
     # pydantic gives validators no handle on the registries passed to validate_spec.
     from larpo.plugins import registry
 
-    rerankers = registry("reranker")
-    name = base.get("plugin")
-    if not isinstance(name, str) or name not in rerankers:
-        message = rerankers.unknown_message(str(name))
-        return [_error("unknown_base_reranker", message, ("plugin",), name)]
-    entry = rerankers.get(name)
-    valid_keys = ["plugin", *entry.params_model.model_fields]
-    params = {key: value for key, value in base.items() if key != "plugin"}
-    try:
-        entry.params_model.model_validate(params)
-    except ValidationError as error:
-        details: list[InitErrorDetails] = []
-        for item in error.errors():
-            if item["type"] == "extra_forbidden":
-                key = str(item["loc"][-1])
-                close = difflib.get_close_matches(key, valid_keys, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                message = f"unknown key {key!r} for reranker {name!r}.{hint} Valid keys: {', '.join(valid_keys)}"
-                details.append(_error("unknown_base_key", message, item["loc"], item["input"]))
-                continue
-            details.append(_error("invalid_base_param", item["msg"], item["loc"], item["input"]))
-        return details
-    return []
+    return nested_component_errors(registry("reranker"), base)
 
 
 class LengthPenaltyParams(StrictParams):
@@ -111,8 +83,7 @@ class LengthPenaltyReranker:
         scores = self.base.score(prompts, responses)
         if len(scores) != len(responses):
             raise ValueError(
-                f"base reranker {type(self.base).__name__} returned {len(scores)} scores "
-                f"for {len(responses)} responses"
+                f"base reranker {type(self.base).__name__} returned {len(scores)} scores for {len(responses)} responses"
             )
         return [
             Score(score.reward - self.penalty(response.num_tokens), score.status)

@@ -14,7 +14,7 @@ from larpo.types import STATUS_TRUNCATED, Candidate, Prompt, Score
 
 
 class FixedReranker:
-    """Returns preset scores in order, so that each test knows the base reward."""
+    """Reranker with preset scores, returned in order, so each test controls the base reward."""
 
     def __init__(self, scores: list[Score]) -> None:
         self.scores = scores

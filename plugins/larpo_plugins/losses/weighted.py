@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from pydantic import Field, ValidationError, field_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails
 from torch import nn
 
 from larpo.losses import ListwiseLoss, LossOutput
-from larpo.registry import StrictParams
+from larpo.registry import StrictParams, field_error, nested_component_errors
 
 NAME = "weighted"
 TERM_KEYS = ("plugin", "weight")
@@ -22,34 +21,6 @@ class TermWeight(StrictParams):
     weight: float = Field(1.0, ge=0, allow_inf_nan=False, description="Multiplier of this term's loss.")
 
 
-def _custom(error_type: str, message: str, loc: tuple[Any, ...], value: Any) -> InitErrorDetails:
-    # The message goes through the context so that braces in it are not read as fields.
-    return {
-        "type": PydanticCustomError(error_type, "{message}", {"message": message}),
-        "loc": loc,
-        "input": value,
-    }
-
-
-def _nested_errors(error: ValidationError, index: int, name: str, valid_keys: Sequence[str]) -> list[InitErrorDetails]:
-    """Move a term's params errors under ``(index, ...)``, listing valid keys for unknown ones."""
-    details: list[InitErrorDetails] = []
-    for item in error.errors():
-        loc = (index, *item["loc"])
-        if item["type"] == "extra_forbidden":
-            key = str(item["loc"][-1])
-            close = difflib.get_close_matches(key, valid_keys, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            message = f"unknown key {key!r} for loss {name!r}.{hint} Valid keys: {', '.join(valid_keys)}"
-            details.append(_custom("unknown_term_key", message, loc, item["input"]))
-            continue
-        detail: InitErrorDetails = {"type": item["type"], "loc": loc, "input": item["input"]}
-        if "ctx" in item:
-            detail["ctx"] = item["ctx"]
-        details.append(detail)
-    return details
-
-
 def validate_term(index: int, term: dict[str, Any]) -> tuple[dict[str, Any] | None, list[InitErrorDetails]]:
     """Validate one ``{plugin, weight, ...params}`` term and return it normalised, or its errors."""
     # NOTE: terms are looked up in the process-wide plugin host, not in the registries
@@ -57,32 +28,21 @@ def validate_term(index: int, term: dict[str, Any]) -> tuple[dict[str, Any] | No
     from larpo.plugins import registry
 
     losses = registry("loss")
+    errors = nested_component_errors(losses, term, loc=(index,), own_keys=TERM_KEYS)
     name = term.get("plugin")
-    if name is None:
-        message = f"term {index} has no 'plugin' key; name a loss, one of: {', '.join(losses.names())}"
-        return None, [_custom("missing_term_plugin", message, (index, "plugin"), term)]
-    if not isinstance(name, str) or name not in losses:
-        message = losses.unknown_message(str(name))
-        return None, [_custom("unknown_term_plugin", message, (index, "plugin"), name)]
     if name == NAME:
         message = "a weighted term cannot itself be 'weighted'; list its terms directly instead"
-        return None, [_custom("nested_weighted", message, (index, "plugin"), name)]
-
-    entry = losses.get(name)
-    params = {key: value for key, value in term.items() if key not in TERM_KEYS}
-    valid_keys = [*TERM_KEYS, *entry.params_model.model_fields]
-    errors: list[InitErrorDetails] = []
+        return None, [field_error("nested_weighted", message, (index, "plugin"), name)]
     weight = 1.0
     try:
         weight = TermWeight.model_validate({"weight": term.get("weight", 1.0)}).weight
     except ValidationError as error:
-        errors.extend(_nested_errors(error, index, name, valid_keys))
-    try:
-        validated = entry.params_model.model_validate(params)
-    except ValidationError as error:
-        errors.extend(_nested_errors(error, index, name, valid_keys))
+        errors.extend(
+            field_error("invalid_weight", item["msg"], (index, "weight"), item["input"]) for item in error.errors()
+        )
     if errors:
         return None, errors
+    validated = losses.get(str(name)).params_model.model_validate({k: v for k, v in term.items() if k not in TERM_KEYS})
     return {"plugin": name, "weight": weight, **validated.model_dump()}, []
 
 
@@ -106,7 +66,7 @@ class WeightedParams(StrictParams):
                 normalised.append(result)
         if not errors and sum(term["weight"] for term in normalised) <= 0:
             errors.append(
-                _custom(
+                field_error(
                     "zero_weights",
                     "every term has weight 0; give at least one term a positive weight",
                     (),

@@ -12,15 +12,15 @@ severe member status (empty, then unparsable, then truncated, then ok).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
 from pydantic import Field, ValidationError, field_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails
 
 from larpo import hookimpl
+from larpo.registry import field_error, nested_component_errors
 from larpo.types import STATUS_EMPTY, STATUS_OK, STATUS_TRUNCATED, STATUS_UNPARSABLE, Candidate, Prompt, Reranker, Score
 from larpo_plugins.rerankers.common import InvalidResponseParams, precheck
 
@@ -32,46 +32,21 @@ STATUS_SEVERITY = {STATUS_OK: 0, STATUS_TRUNCATED: 1, STATUS_UNPARSABLE: 2, STAT
 Normalization = Literal["none", "zscore", "minmax"]
 
 
-def _error(error_type: str, message: str, loc: tuple[Any, ...], value: Any) -> InitErrorDetails:
-    # The message goes through the context so that braces in it are not read as fields.
-    return {"type": PydanticCustomError(error_type, "{message}", {"message": message}), "loc": loc, "input": value}
-
-
 def _member_errors(index: int, member: dict[str, Any]) -> list[InitErrorDetails]:
     """Validate one ``{plugin, weight, normalize, ...params}`` member; return its errors."""
     # NOTE: members are looked up in the process-wide plugin host, because pydantic
     # gives validators no handle on the registries passed to validate_spec.
     from larpo.plugins import registry
 
-    rerankers = registry("reranker")
-    name = member.get("plugin")
-    if not isinstance(name, str) or name not in rerankers:
-        return [_error("unknown_member_reranker", rerankers.unknown_message(str(name)), (index, "plugin"), name)]
-    errors: list[InitErrorDetails] = []
+    errors = nested_component_errors(registry("reranker"), member, loc=(index,), own_keys=MEMBER_KEYS)
     weight = member.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not torch.isfinite(torch.tensor(weight)):
-        errors.append(_error("invalid_weight", "weight must be a finite number", (index, "weight"), weight))
+        errors.append(field_error("invalid_weight", "weight must be a finite number", (index, "weight"), weight))
     normalize = member.get("normalize")
     if normalize is not None and normalize not in NORMALIZATIONS:
         message = f"normalize must be one of {', '.join(NORMALIZATIONS)}"
-        errors.append(_error("invalid_normalize", message, (index, "normalize"), normalize))
+        errors.append(field_error("invalid_normalize", message, (index, "normalize"), normalize))
 
-    entry = rerankers.get(name)
-    valid_keys = [*MEMBER_KEYS, *entry.params_model.model_fields]
-    params = {key: value for key, value in member.items() if key not in MEMBER_KEYS}
-    try:
-        entry.params_model.model_validate(params)
-    except ValidationError as error:
-        for item in error.errors():
-            loc = (index, *item["loc"])
-            if item["type"] == "extra_forbidden":
-                key = str(item["loc"][-1])
-                close = difflib.get_close_matches(key, valid_keys, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                message = f"unknown key {key!r} for reranker {name!r}.{hint} Valid keys: {', '.join(valid_keys)}"
-                errors.append(_error("unknown_member_key", message, loc, item["input"]))
-                continue
-            errors.append(_error("invalid_member_param", item["msg"], loc, item["input"]))
     return errors
 
 
